@@ -1,0 +1,1 @@
+"""The ``gigafactory`` command line (Typer + Rich)."""
