@@ -1,0 +1,1 @@
+"""The digital twin: a discrete-event driver of the scheduling core, fed by workload traces."""
