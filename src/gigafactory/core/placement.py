@@ -1,0 +1,180 @@
+"""Gang, topology-aware placement on aggregated free counts.
+
+Rules, in order:
+
+1. A gang that fits on one node runs on one node: the partly used node with the
+   fewest free GPUs that still fits (best fit), else a wholly free node in the block
+   with the fewest wholly free nodes (so whole blocks stay free for big gangs).
+2. A bigger gang takes whole nodes (plus one partly used node for a remainder) in the
+   smallest level that fits: one NVLink domain, then one rack, then one block. Within
+   a level the candidate with the least free capacity that fits is tried first.
+3. A gang larger than a block (or when no single block fits) spans the fewest blocks
+   of one site: blocks with the most wholly free nodes first.
+
+Gangs never span sites or accelerator types. All-or-nothing: either a full placement
+is returned or ``None``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gigafactory.core.facility import IntArray
+from gigafactory.core.jobs import TopologyWish
+from gigafactory.core.state import ClusterState
+
+Alloc = tuple[IntArray, IntArray]
+_CANDIDATES = 4  # candidates tried per level before moving up a level
+
+
+def place(state: ClusterState, gpus: int, accel: int | None, wish: TopologyWish) -> Alloc | None:
+    """Find a placement for a gang of ``gpus`` GPUs, or ``None`` if none exists now."""
+    if gpus > state.free_for(accel):
+        return None
+    if gpus <= state.max_node_gpus:
+        single = _single_node(state, gpus, accel)
+        if single is not None or gpus <= _min_node_gpus(state):
+            return single
+    levels = _levels(state)
+    for level in ("domain", "rack", "block"):
+        if level != "domain" and wish is TopologyWish.NVLINK:
+            return None
+        got = _within_one(state, levels[level], gpus, accel)
+        if got is not None:
+            return got
+    if wish in (TopologyWish.NVLINK, TopologyWish.BLOCK):
+        return None
+    return _fewest_blocks(state, gpus, accel)
+
+
+def _min_node_gpus(state: ClusterState) -> int:
+    return int(state.facility.block_node_gpus.min())
+
+
+def _single_node(state: ClusterState, gpus: int, accel: int | None) -> Alloc | None:
+    f = state.facility
+    node = state.best_partial_node(gpus, accel)
+    if node < 0:
+        ok = (state.block_whole > 0) & (f.block_node_gpus >= gpus)
+        if accel is not None:
+            ok &= f.block_accel == accel
+        blocks = np.flatnonzero(ok)
+        if blocks.shape[0] == 0:
+            return None
+        b = int(blocks[np.argmin(state.block_whole[blocks])])
+        s, e = int(f.block_start[b]), int(f.block_end[b])
+        whole = (state.node_free[s:e] == f.node_gpus[s:e]) & state.node_up[s:e]
+        node = s + int(np.argmax(whole))
+    return np.array([node], dtype=np.int64), np.array([gpus], dtype=np.int64)
+
+
+class _Level:
+    """Contiguous node ranges of one topology level, with their free counters."""
+
+    def __init__(self, start: IntArray, end: IntArray, free: IntArray, accel: IntArray) -> None:
+        self.start, self.end, self.free, self.accel = start, end, free, accel
+
+
+def _levels(state: ClusterState) -> dict[str, _Level]:
+    f = state.facility
+    cache = getattr(state, "_level_ranges", None)
+    if cache is None:
+        cache = {}
+        for name, key in (("domain", f.node_domain), ("rack", f.node_rack)):
+            ids = np.arange(int(key[-1]) + 1)
+            s = np.searchsorted(key, ids, side="left").astype(np.int64)
+            e = np.searchsorted(key, ids, side="right").astype(np.int64)
+            cache[name] = (s, e, f.node_accel[s])
+        cache["block"] = (f.block_start, f.block_end, f.block_accel)
+        state._level_ranges = cache  # type: ignore[attr-defined]
+    free = {"domain": state.domain_free, "rack": state.rack_free, "block": state.block_free}
+    return {k: _Level(s, e, free[k], a) for k, (s, e, a) in cache.items()}
+
+
+def _within_one(state: ClusterState, level: _Level, gpus: int, accel: int | None) -> Alloc | None:
+    """Best-fit unit of one level (domain, rack or block) that can hold the gang."""
+    ok = level.free >= gpus
+    if accel is not None:
+        ok &= level.accel == accel
+    cand = np.flatnonzero(ok)
+    if cand.shape[0] == 0:
+        return None
+    order = cand[np.argsort(level.free[cand], kind="stable")[:_CANDIDATES]]
+    for u in order.tolist():
+        got = _fill_range(state, int(level.start[u]), int(level.end[u]), gpus)
+        if got is not None:
+            return got
+    return None
+
+
+def _fill_range(state: ClusterState, s: int, e: int, gpus: int) -> Alloc | None:
+    """Whole nodes of ``[s, e)`` plus one best-fit node for the remainder."""
+    f = state.facility
+    free = state.node_free[s:e]
+    cap = f.node_gpus[s:e]
+    up = state.node_up[s:e]
+    gpn = int(cap[0])
+    n_whole, rem = divmod(gpus, gpn)
+    whole = np.flatnonzero((free == cap) & up)
+    if whole.shape[0] < n_whole:
+        return None
+    nodes = whole[:n_whole]
+    counts = np.full(n_whole, gpn, dtype=np.int64)
+    if rem:
+        part = np.flatnonzero((free >= rem) & (free < cap) & up)
+        if part.shape[0]:
+            extra = int(part[np.argmin(free[part])])
+        elif whole.shape[0] > n_whole:
+            extra = int(whole[n_whole])
+        else:
+            return None
+        nodes = np.append(nodes, extra)
+        counts = np.append(counts, rem)
+    order = np.argsort(nodes)
+    return (nodes[order] + s).astype(np.int64), counts[order]
+
+
+def _fewest_blocks(state: ClusterState, gpus: int, accel: int | None) -> Alloc | None:
+    """Span the fewest blocks of one site: blocks with most wholly free nodes first."""
+    f = state.facility
+    best: tuple[int, list[int]] | None = None
+    sites = np.unique(f.block_site)
+    for site in sites.tolist():
+        ok = f.block_site == site
+        if accel is not None:
+            ok &= f.block_accel == accel
+        blocks = np.flatnonzero(ok & (state.block_whole > 0))
+        if blocks.shape[0] == 0:
+            continue
+        gpn = int(f.block_node_gpus[blocks[0]])
+        need_nodes = -(-gpus // gpn)
+        order = blocks[np.argsort(-state.block_whole[blocks], kind="stable")]
+        cum = np.cumsum(state.block_whole[order])
+        k = int(np.searchsorted(cum, need_nodes)) + 1
+        if k > order.shape[0]:
+            continue
+        if best is None or k < best[0]:
+            best = (k, order[:k].tolist())
+    if best is None:
+        return None
+    chosen = best[1]
+    gpn = int(f.block_node_gpus[chosen[0]])
+    n_whole, rem = divmod(gpus, gpn)
+    picked: list[IntArray] = []
+    left = n_whole + (1 if rem else 0)
+    for b in chosen:
+        s, e = int(f.block_start[b]), int(f.block_end[b])
+        whole = s + np.flatnonzero((state.node_free[s:e] == f.node_gpus[s:e]) & state.node_up[s:e])
+        take = whole[:left]
+        picked.append(take)
+        left -= take.shape[0]
+        if left == 0:
+            break
+    if left:
+        return None
+    nodes = np.concatenate(picked).astype(np.int64)
+    counts = np.full(nodes.shape[0], gpn, dtype=np.int64)
+    if rem:
+        counts[-1] = rem
+    order = np.argsort(nodes)
+    return nodes[order], counts[order]

@@ -1,0 +1,176 @@
+"""Reclaim and preemption.
+
+An owner under its entitlement with demand that does not fit takes back capacity it
+lent out: jobs of tenants *above* their entitlement are preempted. Rules:
+
+- never for a tenant that is already at or above its entitlement (no thrashing);
+- ``urgent`` jobs may also preempt ``preemptible`` jobs anywhere;
+- a victim's priority class is never above the preemptor's, and it has run its
+  minimum runtime;
+- if running jobs are expected to end and free the space before the reclaim deadline
+  (counted from when the job became pending), nothing is preempted: the job waits
+  for its reservation instead. Urgent jobs do not wait;
+- victims are chosen to minimise lost work: GPUs × time since their last checkpoint,
+  and a victim tenant is not pushed below its own entitlement by more than one job.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gigafactory.core import backfill
+from gigafactory.core.decisions import PendingStatus, PreemptJob
+from gigafactory.core.jobs import PriorityClass
+from gigafactory.core.placement import place
+
+if TYPE_CHECKING:
+    from gigafactory.core.cycle import CycleContext
+    from gigafactory.core.scheduler import PendingJob, RunningJob
+
+__all__ = ["PreemptJob", "kept_for_lenders", "reclaim"]
+
+
+def owed(ctx: CycleContext, job: PendingJob) -> bool:
+    """True when the job fits inside its tenant's entitlement at every level."""
+    s = ctx.s
+    g = job.spec.gpus
+    return all(
+        s.used[a] + ctx.committed[a] + g <= ctx.ent[a] + 1e-6 for a in s.tree.path[job.tenant]
+    )
+
+
+def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
+    """Try to make room for ``job`` by preemption. True when the job's status is set."""
+    s = ctx.s
+    spec = job.spec
+    waiting = s.reclaiming.get(spec.id)
+    if waiting:
+        alive = [v for v in waiting if v in s.running]
+        if alive:
+            gpus = sum(s.running[v].spec.gpus for v in alive)
+            eta = ctx.now + s.config.preemption_grace
+            reason = f"waiting for {gpus} GPUs being reclaimed from {len(alive)} preempted job(s)"
+            ctx.status[spec.id] = PendingStatus(spec.id, eta, reason)
+            ctx.blocked.append((job, reason))
+            return True
+        del s.reclaiming[spec.id]
+    urgent = spec.priority is PriorityClass.URGENT
+    is_owed = owed(ctx, job)
+    if not (is_owed or urgent) or ctx.reclaim_left <= 0:
+        return False
+    if not urgent:
+        planned = backfill.plan(s.state, ctx.avail(), spec.gpus, job.accel, spec.topology, ctx.now)
+        if planned is not None and planned[0] <= job.pending_since + s.config.reclaim_deadline:
+            return False  # natural ends free the space in time: no work is lost
+    ctx.reclaim_left -= 1
+    victims = _candidates(ctx, job, is_owed)
+    chosen = _choose(ctx, job, victims)
+    if chosen is None:
+        return False
+    picked, nodes, counts = chosen
+    names: list[str] = []
+    for rj in picked:
+        rj.preempting = True
+        lost = rj.spec.gpus * rj.progress_since_checkpoint(ctx.now)
+        why = "urgent job needs preemptible capacity" if urgent and not is_owed else (
+            f"reclaiming lent capacity for project {spec.project}, which is under its entitlement")
+        ctx.preemptions.append(PreemptJob(rj.spec.id, spec.id, why, lost))
+        names.append(rj.spec.project)
+    s.reclaiming[spec.id] = tuple(rj.spec.id for rj in picked)
+    for a in s.tree.path[job.tenant]:
+        ctx.committed[a] += spec.gpus
+    gpus = sum(rj.spec.gpus for rj in picked)
+    who = ", ".join(sorted(set(names)))
+    reason = f"reclaiming {gpus} GPUs from {who} (preempting {len(picked)} job(s))"
+    ctx.status[spec.id] = PendingStatus(spec.id, ctx.now + s.config.preemption_grace, reason)
+    ctx.blocked.append((job, reason))
+    return True
+
+
+def _candidates(ctx: CycleContext, job: PendingJob, is_owed: bool) -> list[RunningJob]:
+    """Running jobs that may be preempted for ``job``, cheapest lost work first."""
+    s = ctx.s
+    tree = s.tree
+    mine = set(tree.path[job.tenant])
+    over = (s.used - 1e-6) > ctx.ent
+    out: list[RunningJob] = []
+    for rj in s.running.values():
+        if rj.preempting or rj.spec.priority > job.spec.priority:
+            continue
+        if ctx.now - rj.start_time < rj.spec.min_runtime:
+            continue
+        if job.accel is not None and rj.accel is not None and rj.accel != job.accel:
+            continue
+        borrower = is_owed and any(over[a] for a in tree.path[rj.tenant] if a not in mine)
+        cheap = job.spec.priority is PriorityClass.URGENT and rj.spec.priority is PriorityClass.PREEMPTIBLE
+        if borrower or cheap:
+            out.append(rj)
+    out.sort(key=lambda r: (r.spec.gpus * r.progress_since_checkpoint(ctx.now), -r.spec.gpus, r.spec.id))
+    return out
+
+
+def _choose(
+    ctx: CycleContext, job: PendingJob, cands: list[RunningJob]
+) -> tuple[list[RunningJob], np.ndarray, np.ndarray] | None:
+    """Smallest prefix of candidates whose GPUs let the gang be placed; then prune."""
+    s = ctx.s
+    st = s.state
+    tree = s.tree
+    g = job.spec.gpus
+    taken = np.zeros(len(tree))
+    mine = set(tree.path[job.tenant])
+    picked: list[RunningJob] = []
+    freed = st.free_for(job.accel)
+    result = None
+    for rj in cands:
+        if len(picked) >= s.config.max_victims:
+            break
+        path = [a for a in tree.path[rj.tenant] if a not in mine]
+        if job.spec.priority is not PriorityClass.URGENT or rj.spec.priority is not PriorityClass.PREEMPTIBLE:
+            # Do not push a borrower below its entitlement by more than this one job.
+            if not any(s.used[a] - taken[a] > ctx.ent[a] + 1e-6 for a in path):
+                continue
+        picked.append(rj)
+        for a in tree.path[rj.tenant]:
+            taken[a] += rj.spec.gpus
+        freed += rj.spec.gpus
+        if freed < g:
+            continue
+        for v in picked:
+            st.release(v.nodes, v.counts)
+        result = place(st, g, job.accel, job.spec.topology)
+        for v in picked:
+            st.allocate(v.nodes, v.counts, v.expected_end)
+        if result is not None:
+            break
+    if result is None:
+        return None
+    nodes, counts = result
+    node_set = set(nodes.tolist())
+    needed = [v for v in picked if node_set.intersection(v.nodes.tolist())]
+    return needed, nodes, counts
+
+
+def kept_for_lenders(ctx: CycleContext, job: PendingJob) -> int:
+    """Idle guarantee that tenants outside the job's path do not lend (lend limits)."""
+    s = ctx.s
+    tree = s.tree
+    limited = getattr(tree, "_lend_limited", None)
+    if limited is None:
+        limited = [i for i in range(1, len(tree)) if np.isfinite(tree.lend[i])]
+        tree._lend_limited = limited  # type: ignore[attr-defined]
+    if not limited:
+        return 0
+    mine = set(tree.path[job.tenant])
+    kept = 0.0
+    counted: set[int] = set()
+    for i in limited:
+        if i in mine or any(a in counted for a in tree.path[i][:-1]):
+            continue
+        idle = tree.guarantee[i] - s.used[i] - tree.lend[i]
+        if idle > 0:
+            kept += idle
+            counted.add(i)
+    return int(kept)

@@ -1,0 +1,176 @@
+"""Free capacity of the facility, aggregated per topology level.
+
+:class:`ClusterState` keeps, for every node, its free accelerators, and the same
+counts summed per NVLink domain, rack, block and accelerator pool, plus the number of
+*wholly free* nodes per block. Allocations are applied to these counters directly,
+so a placement query never scans accelerators one by one.
+
+Nodes that are partly used are kept in one min-heap per free count (lazy deletion),
+so a best-fit node for a small job is found in O(log n).
+
+It also keeps ``node_busy_until``: when each node is expected to be wholly free
+again (the latest expected end of the jobs on it), which the reservation planner
+reads. For a node shared by several jobs the value is an upper bound after one of
+them leaves early; that only makes plans pessimistic, never unsafe.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from gigafactory.core.facility import Facility, IntArray
+
+NEG_INF = -np.inf
+
+
+class ClusterState:
+    """Mutable free-capacity counters. Owned by one scheduler; copied never."""
+
+    def __init__(self, facility: Facility) -> None:
+        f = facility
+        self.facility = f
+        self.node_free: IntArray = f.node_gpus.copy()
+        self.node_up = np.ones(f.n_nodes, dtype=bool)
+        self.domain_free: IntArray = np.bincount(f.node_domain, weights=f.node_gpus).astype(np.int64)
+        self.rack_free: IntArray = np.bincount(f.node_rack, weights=f.node_gpus).astype(np.int64)
+        self.block_free: IntArray = np.bincount(f.node_block, weights=f.node_gpus).astype(np.int64)
+        self.block_whole: IntArray = np.bincount(f.node_block).astype(np.int64)
+        self.accel_free: IntArray = np.bincount(
+            f.node_accel, weights=f.node_gpus, minlength=len(f.accel_names)
+        ).astype(np.int64)
+        self.node_busy_until = np.full(f.n_nodes, NEG_INF)
+        self.max_node_gpus = int(f.node_gpus.max())
+        # heaps[k]: nodes believed to have exactly k free GPUs, 0 < k < node size.
+        self._heaps: list[list[int]] = [[] for _ in range(self.max_node_gpus + 1)]
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def free_total(self) -> int:
+        return int(self.accel_free.sum())
+
+    def free_for(self, accel: int | None) -> int:
+        return self.free_total if accel is None else int(self.accel_free[accel])
+
+    def best_partial_node(self, need: int, accel: int | None, avoid: set[int] | None = None) -> int:
+        """The partly used node with the fewest free GPUs ≥ ``need`` (lowest index on ties).
+
+        Returns -1 when no partly used node fits. Wholly free nodes are not considered.
+        """
+        f = self.facility
+        free = self.node_free
+        for k in range(need, self.max_node_gpus):
+            heap = self._heaps[k]
+            while heap:
+                node = heap[0]
+                if free[node] != k or not self.node_up[node] or f.node_gpus[node] == k:
+                    heapq.heappop(heap)  # stale entry
+                    continue
+                break
+            if not heap:
+                continue
+            if accel is None and not avoid:
+                return heap[0]
+            # Rare path: filter by accelerator type or an avoid set without popping.
+            for node in sorted(heap):
+                if (
+                    free[node] == k
+                    and self.node_up[node]
+                    and (accel is None or f.node_accel[node] == accel)
+                    and (not avoid or node not in avoid)
+                ):
+                    return node
+        return -1
+
+    # ------------------------------------------------------------------ updates
+    def allocate(self, nodes: IntArray, counts: IntArray, busy_until: float) -> None:
+        """Take ``counts[i]`` GPUs on ``nodes[i]`` (nodes unique)."""
+        self._apply(nodes, -counts)
+        if nodes.shape[0] == 1:
+            n = int(nodes[0])
+            if busy_until > self.node_busy_until[n]:
+                self.node_busy_until[n] = busy_until
+        else:
+            np.maximum.at(self.node_busy_until, nodes, busy_until)
+
+    def release(self, nodes: IntArray, counts: IntArray) -> None:
+        """Give back GPUs taken by :meth:`allocate`."""
+        self._apply(nodes, counts)
+        whole = self.node_free[nodes] == self.facility.node_gpus[nodes]
+        self.node_busy_until[nodes[whole]] = NEG_INF
+
+    def _apply(self, nodes: IntArray, delta: IntArray) -> None:
+        f = self.facility
+        if nodes.shape[0] == 1:  # fast scalar path: most jobs use one node
+            n = int(nodes[0])
+            d = int(delta[0])
+            cap = int(f.node_gpus[n])
+            before = int(self.node_free[n])
+            after = before + d
+            if after < 0 or after > cap:
+                raise ValueError(f"node {n}: free count would become {after} (capacity {cap})")
+            self.node_free[n] = after
+            self.domain_free[f.node_domain[n]] += d
+            self.rack_free[f.node_rack[n]] += d
+            b = f.node_block[n]
+            self.block_free[b] += d
+            self.accel_free[f.node_accel[n]] += d
+            self.block_whole[b] += int(after == cap) - int(before == cap)
+            if 0 < after < cap:
+                heapq.heappush(self._heaps[after], n)
+            return
+        before = self.node_free[nodes]
+        after = before + delta
+        cap = f.node_gpus[nodes]
+        if (after < 0).any() or (after > cap).any():
+            raise ValueError("allocation would over- or under-flow a node's free count")
+        self.node_free[nodes] = after
+        np.add.at(self.domain_free, f.node_domain[nodes], delta)
+        np.add.at(self.rack_free, f.node_rack[nodes], delta)
+        np.add.at(self.block_free, f.node_block[nodes], delta)
+        np.add.at(self.accel_free, f.node_accel[nodes], delta)
+        np.add.at(
+            self.block_whole, f.node_block[nodes], (after == cap).astype(np.int64) - (before == cap)
+        )
+        partial = (after > 0) & (after < cap)
+        for n, k in zip(nodes[partial].tolist(), after[partial].tolist(), strict=True):
+            heapq.heappush(self._heaps[k], n)
+
+    def set_node_up(self, node: int, up: bool) -> None:
+        """Mark a node up or down. A down node counts as fully used (its GPUs are not free)."""
+        if bool(self.node_up[node]) == up:
+            return
+        cap = int(self.facility.node_gpus[node])
+        arr = np.array([node], dtype=np.int64)
+        if not up:
+            if int(self.node_free[node]) != cap:
+                raise ValueError(f"node {node} still runs jobs; end them before taking it down")
+            self._apply(arr, np.array([-cap], dtype=np.int64))
+            self.node_up[node] = False
+        else:
+            self.node_up[node] = True
+            self._apply(arr, np.array([cap], dtype=np.int64))
+            self.node_busy_until[node] = NEG_INF
+
+    # ------------------------------------------------------------------ checks
+    def check(self) -> None:
+        """Recompute every aggregate from node counts and compare (for invariant checks)."""
+        f = self.facility
+        free = self.node_free
+        if (free < 0).any() or (free > f.node_gpus).any():
+            raise AssertionError("a node's free count is out of range")
+        for name, arr, key in (
+            ("domain", self.domain_free, f.node_domain),
+            ("rack", self.rack_free, f.node_rack),
+            ("block", self.block_free, f.node_block),
+        ):
+            want = np.bincount(key, weights=free, minlength=arr.shape[0]).astype(np.int64)
+            if not np.array_equal(want, arr):
+                raise AssertionError(f"{name} free counts drifted from node counts")
+        whole = np.bincount(f.node_block, weights=(free == f.node_gpus), minlength=f.n_blocks)
+        if not np.array_equal(whole.astype(np.int64), self.block_whole):
+            raise AssertionError("whole-node counts per block drifted")
+        acc = np.bincount(f.node_accel, weights=free, minlength=len(f.accel_names))
+        if not np.array_equal(acc.astype(np.int64), self.accel_free):
+            raise AssertionError("free counts per accelerator type drifted")
