@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gigafactory.twin.traces import alibaba
+from gigafactory.twin.traces import alibaba, gavel
 from gigafactory.twin.traces.common import ImportOptions, ImportResult
 from gigafactory.twin.traces.schema import TraceError
 
@@ -23,6 +23,12 @@ class Importer:
 IMPORTERS: dict[str, Importer] = {
     "alibaba-v2023": Importer(
         alibaba.load, "Alibaba GPU v2023 pod list CSV (openb_pod_list_*.csv); tenant 'alibaba'"
+    ),
+    "gavel": Importer(
+        gavel.load,
+        "Gavel per-VC .trace files (a directory such as msr/seed=0, or one file); "
+        "tenant = VC; duration = total_steps / V100 throughput",
+        frozenset({"throughputs"}),
     ),
 }
 
