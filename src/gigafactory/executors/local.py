@@ -299,6 +299,11 @@ class LocalExecutor:
             killer.join(timeout=5)
         self._lock_fh.close()
 
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
     def __enter__(self) -> LocalExecutor:
         return self
 
