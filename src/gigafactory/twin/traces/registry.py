@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gigafactory.twin.traces import alibaba, gavel
+from gigafactory.twin.traces import alibaba, gavel, pollux, tiresias
 from gigafactory.twin.traces.common import ImportOptions, ImportResult
 from gigafactory.twin.traces.schema import TraceError
 
@@ -29,6 +29,14 @@ IMPORTERS: dict[str, Importer] = {
         "Gavel per-VC .trace files (a directory such as msr/seed=0, or one file); "
         "tenant = VC; duration = total_steps / V100 throughput",
         frozenset({"throughputs"}),
+    ),
+    "pollux": Importer(
+        pollux.load,
+        "Pollux/Sia workload CSV (name,time,application,num_replicas,batch_size); "
+        "duration from per-application GPU-time bands",
+    ),
+    "tiresias": Importer(
+        tiresias.load, "Tiresias simulator job CSV (job_id,num_gpu,submit_time,...,duration)"
     ),
 }
 
