@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gigafactory.twin.traces import alibaba, gavel, pollux, tiresias
+from gigafactory.twin.traces import alibaba, gavel, philly, pollux, tiresias
 from gigafactory.twin.traces.common import ImportOptions, ImportResult
 from gigafactory.twin.traces.schema import TraceError
 
@@ -34,6 +34,9 @@ IMPORTERS: dict[str, Importer] = {
         pollux.load,
         "Pollux/Sia workload CSV (name,time,application,num_replicas,batch_size); "
         "duration from per-application GPU-time bands",
+    ),
+    "philly": Importer(
+        philly.load, "Microsoft Philly cluster_job_log JSON; tenant = vc; duration = attempts' run time"
     ),
     "tiresias": Importer(
         tiresias.load, "Tiresias simulator job CSV (job_id,num_gpu,submit_time,...,duration)"
