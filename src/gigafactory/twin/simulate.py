@@ -1,0 +1,661 @@
+"""The twin's driver: replays a workload through the unchanged scheduling core.
+
+The driver owns simulated time and the jobs' progress; the core
+(:class:`gigafactory.core.scheduler.Scheduler`) owns every decision. Each event
+handler tells the core what happened and acts on its decisions; no policy logic
+lives here.
+
+Job model (every item is also listed in the report's assumptions):
+
+- a job needs ``duration`` seconds of work on its gang; it holds its GPUs from the
+  cycle that starts it; useful work begins after ``start_overhead`` seconds;
+- a checkpointable job writes a checkpoint every ``checkpoint_interval`` seconds
+  of work in each attempt, at no cost;
+- a preempted job gets SIGTERM and stops after the core's preemption grace; with
+  ``preempt_checkpoint`` a checkpointable job saves its progress at SIGTERM (the
+  DESIGN.md §4 protocol), otherwise it keeps only its last checkpoint. The grace
+  period is overhead, not useful work;
+- a job on a failed node stops at once and keeps only its last checkpoint;
+- an interrupted job is resubmitted at once with the same spec and its saved
+  progress as attained service (GPU-seconds).
+
+Per-job and per-attempt records are kept in preallocated typed arrays
+(:mod:`array`) and turned into pandas tables at the end; the per-event work is a
+few dictionary and array operations plus the core's own.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from gigafactory.core.decisions import PreemptJob, StartJob
+from gigafactory.core.facility import Facility
+from gigafactory.core.scheduler import InvariantError, Scheduler, SchedulerConfig
+from gigafactory.core.shares import ShareTree, TenantSpec
+from gigafactory.twin.failures import FailureModel, FailureProcess
+from gigafactory.twin.kernel import EventKind, Kernel
+from gigafactory.twin.workload import UNCLASSIFIED, Workload, tree_from_projects
+
+FUTURE, PENDING, RUNNING, STOPPING, DONE = 0, 1, 2, 3, 4
+COMPLETED, PREEMPTED, FAILED, UNFINISHED = 0, 1, 2, 3
+REASONS = ("completed", "preempted", "node-failure", "unfinished")
+ProgressFn = Callable[[float, int], None]
+
+
+class SimulationError(ValueError):
+    """The simulation cannot run on this input; the message is one line."""
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """How the twin runs. ``cycle_interval`` 0 with ``cycle_on_events`` is event mode."""
+
+    policy: str = "gigafactory"
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    cycle_on_events: bool = True
+    cycle_interval: float = 0.0
+    failures: FailureModel | None = None
+    start_overhead: float = 0.0
+    preempt_checkpoint: bool = True
+    until: float = math.inf
+    validate: bool = True
+    skip_invalid: bool = False
+    outages: tuple[tuple[int, float, float], ...] = ()  # scripted (node, down at, up at)
+
+    def __post_init__(self) -> None:
+        if self.cycle_interval < 0 or not math.isfinite(self.cycle_interval):
+            raise ValueError(f"cycle interval must be a finite number >= 0, got {self.cycle_interval}")
+        if not self.cycle_on_events and self.cycle_interval <= 0:
+            raise ValueError("the cycle must run on events, every N seconds, or both")
+        if self.start_overhead < 0:
+            raise ValueError(f"start overhead must be >= 0, got {self.start_overhead}")
+        for node, down, up in self.outages:
+            if not 0 <= down <= up:
+                raise ValueError(f"outage of node {node}: expected 0 <= down <= up, got {down}, {up}")
+
+    @property
+    def cycle_text(self) -> str:
+        parts = (["on events (coalesced per instant)"] if self.cycle_on_events else []) + (
+            [f"every {self.cycle_interval:g} s"] if self.cycle_interval > 0 else []
+        )
+        return " and ".join(parts)
+
+
+def parse_cycle(text: str) -> tuple[bool, float]:
+    """``events``, ``30`` (seconds) or ``events+30`` → (on events, interval)."""
+    on_events, interval = False, 0.0
+    for part in text.lower().replace(" ", "").split("+"):
+        if part == "events":
+            on_events = True
+            continue
+        try:
+            interval = float(part.removesuffix("s"))
+        except ValueError:
+            raise ValueError(f"cycle must be 'events', a number of seconds or 'events+N', got {text!r}") from None
+        if not interval > 0 or not math.isfinite(interval):
+            raise ValueError(f"cycle interval must be positive seconds, got {text!r}")
+    return on_events, interval
+
+
+@dataclass
+class SimResult:
+    """Raw records of one run; :mod:`gigafactory.twin.metrics` turns them into figures."""
+
+    facility: Facility
+    tree: ShareTree
+    workload: Workload
+    config: SimConfig
+    jobs: pd.DataFrame
+    attempts: pd.DataFrame
+    outages: pd.DataFrame
+    end_time: float
+    events: dict[str, int]
+    wall_s: float
+    stalled: str | None
+    assumptions: list[str]
+
+
+def _resolve_tree(workload: Workload, tree: Sequence[TenantSpec] | None, tree_name: str) -> ShareTree:
+    specs = list(tree) if tree is not None else workload.tree or tree_from_projects(workload.projects)
+    try:
+        share = ShareTree(specs)
+    except ValueError as exc:
+        raise SimulationError(f"{tree_name}: {exc}") from None
+    if tree is not None or workload.tree is not None:
+        known = set(share.projects)
+        counts = np.bincount(workload.project, minlength=len(workload.projects))
+        unknown = [(p, int(c)) for p, c in zip(workload.projects, counts, strict=True) if c and p not in known]
+        if unknown:
+            shown = ", ".join(f"{p!r} ({c} jobs)" for p, c in unknown[:3])
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            raise SimulationError(
+                f"{workload.name}: unknown tenant {shown}{more}: not a project of {tree_name}"
+            )
+    return share
+
+
+def _check_jobs(workload: Workload, facility: Facility, skip: bool) -> Workload:
+    """Refuse (or skip and count) jobs the facility can never run, before any event."""
+    bad = np.zeros(len(workload), dtype=bool)
+    why: Counter[str] = Counter()
+    for a, name in enumerate(workload.accelerators):
+        if name not in facility.accel_names:
+            sel = workload.accelerator == a
+            if not sel.any():
+                continue
+            if not skip:
+                i = int(np.flatnonzero(sel)[0])
+                raise SimulationError(
+                    f"{workload.name}: job {workload.job_id(i)}: unknown accelerator {name!r}; "
+                    f"facility {facility.name} has {', '.join(facility.accel_names)}"
+                )
+            bad |= sel
+            why["accelerator unknown to the facility"] += int(sel.sum())
+    limits = {None: facility.max_gang()}
+    for a, name in enumerate(workload.accelerators):
+        if name in facility.accel_names:
+            limits[a] = facility.max_gang(facility.accel_id(name))
+    cap = np.full(len(workload), limits[None], dtype=np.int64)
+    for a, lim in limits.items():
+        if a is not None:
+            cap[workload.accelerator == a] = lim
+    big = (workload.gpus > cap) & ~bad
+    if big.any():
+        if not skip:
+            i = int(np.flatnonzero(big)[0])
+            n = int(big.sum())
+            raise SimulationError(
+                f"{workload.name}: job {workload.job_id(i)} asks for {int(workload.gpus[i])} GPUs, "
+                f"more than facility {facility.name} can ever run ({int(cap[i])} in one gang); "
+                f"{n} such job{'s' if n > 1 else ''} (--skip-invalid skips and counts them)"
+            )
+        why["gang bigger than the facility"] += int(big.sum())
+        bad |= big
+    if not bad.any():
+        return workload
+    out = workload.select(~bad)
+    out.skipped.update(why)
+    out.notes.append("jobs skipped before the run: " + ", ".join(f"{k}: {v}" for k, v in sorted(why.items())))
+    return out
+
+
+def _partners_and_classes(tree: ShareTree, projects: list[str]) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+    """Per workload project: its partner's index and its tenant class's index."""
+    partners = tree.partners
+    pidx = {p: k for k, p in enumerate(partners)}
+    classes: list[str] = []
+    part = np.zeros(len(projects), dtype=np.int64)
+    cls = np.zeros(len(projects), dtype=np.int64)
+    for k, name in enumerate(projects):
+        i = tree.index.get(name)
+        if i is None:
+            continue
+        path = tree.path[i]
+        part[k] = pidx[tree.names[path[0]]]
+        label = next((tree.specs[a - 1].tenant_class for a in reversed(path) if tree.specs[a - 1].tenant_class), None)
+        label = label or UNCLASSIFIED
+        if label not in classes:
+            classes.append(label)
+        cls[k] = classes.index(label)
+    return part, partners, cls, classes
+
+
+class Simulation:
+    """One run. Build it, then call :meth:`run` once."""
+
+    def __init__(
+        self,
+        facility: Facility,
+        workload: Workload,
+        config: SimConfig | None = None,
+        tree: Sequence[TenantSpec] | None = None,
+        tree_name: str = "the share tree",
+    ) -> None:
+        self.config = cfg = config or SimConfig()
+        self.facility = facility
+        self.tree = _resolve_tree(workload, tree, tree_name)
+        self.w = w = _check_jobs(workload, facility, cfg.skip_invalid)
+        try:
+            self.sched = Scheduler(facility, self.tree, policy=cfg.policy, config=cfg.scheduler)
+        except ValueError as exc:
+            raise SimulationError(str(exc)) from None
+        self.kernel = Kernel()
+        n = len(w)
+        self.n = n
+        self._dur = w.duration.tolist()
+        self._gpus = w.gpus.tolist()
+        self._ckpt = w.checkpoint_interval.tolist()
+        self._submit = w.submit.tolist()
+        nan = [math.nan] * n
+        self.state = bytearray(n)
+        self.first_start = array("d", nan)
+        self.end = array("d", nan)
+        self.queued_since = array("d", nan)
+        self.queued = array("d", bytes(8 * n))
+        self.progress = array("d", bytes(8 * n))
+        self.hold_start = array("d", nan)
+        self.work_start = array("d", nan)
+        self.ckpt_mark = array("d", nan)
+        self.sigterm = array("d", nan)
+        self.attempt = array("q", bytes(8 * n))
+        self.n_preempt = array("q", bytes(8 * n))
+        self.n_fail = array("q", bytes(8 * n))
+        self.watts = array("d", bytes(8 * n))
+        # attempt records
+        self.a_job = array("q")
+        self.a_queued = array("d")
+        self.a_start = array("d")
+        self.a_end = array("d")
+        self.a_useful = array("d")
+        self.a_lost = array("d")
+        self.a_overhead = array("d")
+        self.a_reason = array("b")
+        self.o_node = array("q")
+        self.o_down = array("d")
+        self.o_up = array("d")
+        self._outage_row: dict[int, int] = {}
+        self._live: dict[str, int] = {}
+        self._specs: dict[int, object] = {}
+        self._watts_node = facility.watts_per_gpu().tolist()
+        self._node_gpus = facility.node_gpus.tolist()
+        self.node_up = [True] * facility.n_nodes
+        self.up_gpus = facility.total_gpus
+        self.busy = 0
+        self.pending = 0
+        self.unfinished = n
+        self.next_arrival = 0
+        self.last_cycle = -math.inf
+        self.stalled: str | None = None
+        self.failure = (
+            FailureProcess(cfg.failures, facility.n_nodes)
+            if cfg.failures is not None and cfg.failures.enabled else None
+        )
+        self._grace = cfg.scheduler.preemption_grace
+        # validation bookkeeping: GPU-seconds conservation
+        self._v_t = 0.0
+        self._v_busy = 0
+        self._v_integral = 0.0
+        self._v_closed = 0.0
+
+    # ------------------------------------------------------------------ run
+    def run(self, progress: ProgressFn | None = None, progress_every: int = 20_000) -> SimResult:
+        k = self.kernel
+        t0 = time.perf_counter()
+        if self.n:
+            k.schedule(self._submit[0], EventKind.ARRIVAL, 0)
+            if self.config.cycle_interval > 0:
+                first = math.ceil(self._submit[0] / self.config.cycle_interval) * self.config.cycle_interval
+                k.schedule(first, EventKind.CYCLE, 1)
+            if self.failure is not None:
+                k.schedule(self.failure.next_time(self._submit[0]), EventKind.NODE_FAILURE)
+            for i, (node, down, _up) in enumerate(self.config.outages):
+                if not 0 <= node < self.facility.n_nodes:
+                    raise SimulationError(f"outage: node {node} does not exist (0..{self.facility.n_nodes - 1})")
+                k.schedule(down, EventKind.NODE_FAILURE, i + 1)
+        handlers = [None] * len(EventKind)
+        handlers[EventKind.COMPLETION] = self._completion
+        handlers[EventKind.STOP] = self._stop
+        handlers[EventKind.NODE_FAILURE] = self._node_failure
+        handlers[EventKind.NODE_REPAIR] = self._node_repair
+        handlers[EventKind.CHECKPOINT] = self._checkpoint
+        handlers[EventKind.START] = self._begin_event
+        handlers[EventKind.ARRIVAL] = self._arrival
+        handlers[EventKind.CYCLE] = self._cycle
+        try:
+            k.run(
+                handlers,
+                until=self.config.until,
+                after_step=self._validate if self.config.validate else None,
+                progress=progress,
+                progress_every=progress_every,
+            )
+        except InvariantError as exc:
+            raise InvariantError(f"t={k.now:.3f}: {exc}") from None
+        end = k.now if self.unfinished == 0 or self.stalled or not len(k) else min(self.config.until, k.peek_time())
+        end = max(end, k.now)
+        if self.config.validate:
+            self._validate_at(end)
+        return self._result(end, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------- handlers
+    def _arrival(self, t: float, j: int, _b: int) -> None:
+        spec = self.w.job_spec(j)
+        self._specs[j] = spec
+        self._live[spec.id] = j
+        self._enqueue(j, t)
+        nxt = j + 1
+        self.next_arrival = nxt
+        if nxt < self.n:
+            self.kernel.schedule(self._submit[nxt], EventKind.ARRIVAL, nxt)
+        if self.config.cycle_on_events:
+            self.kernel.request_cycle(t)
+
+    def _enqueue(self, j: int, t: float) -> None:
+        spec = self._specs[j]
+        try:
+            self.sched.submit(spec, attained_service=self._gpus[j] * self.progress[j], now=t)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise SimulationError(f"{self.w.name}: {exc}") from None
+        self.state[j] = PENDING
+        self.queued_since[j] = t
+        self.pending += 1
+
+    def _cycle(self, t: float, tick: int, _b: int) -> None:
+        cfg = self.config
+        if tick and self.unfinished:
+            self.kernel.schedule(t + cfg.cycle_interval, EventKind.CYCLE, 1)
+        if t == self.last_cycle or not self.sched.pending:
+            return
+        self.last_cycle = t
+        d = self.sched.cycle(t)
+        for s in d.starts:
+            self._start(t, s)
+        for p in d.preemptions:
+            self._preempt(t, p)
+        if (
+            not d.starts
+            and self.busy == 0
+            and self.next_arrival >= self.n
+            and self.up_gpus == self.facility.total_gpus
+        ):
+            self.stalled = (
+                f"{self.pending} pending job(s) can never start (nothing runs, no job will "
+                f"arrive, every node is up); first: {next(iter(self.sched.pending))}"
+            )
+            self.kernel.stopped = True
+
+    def _start(self, t: float, s: StartJob) -> None:
+        j = self._live[s.job_id]
+        self.state[j] = RUNNING
+        self.pending -= 1
+        self.hold_start[j] = t
+        self.queued[j] += t - self.queued_since[j]
+        if math.isnan(self.first_start[j]):
+            self.first_start[j] = t
+        self.attempt[j] += 1
+        self.work_start[j] = math.inf
+        self.sigterm[j] = math.nan
+        self.watts[j] = self._watts_node[s.placement.nodes[0][0]]
+        self.busy += self._gpus[j]
+        if self.config.start_overhead > 0:
+            self.kernel.schedule(t + self.config.start_overhead, EventKind.START, j, self.attempt[j])
+        else:
+            self._begin(t, j)
+
+    def _begin_event(self, t: float, j: int, attempt: int) -> None:
+        if self.attempt[j] == attempt and self.state[j] == RUNNING:
+            self._begin(t, j)
+
+    def _begin(self, t: float, j: int) -> None:
+        self.work_start[j] = t
+        self.ckpt_mark[j] = t
+        att = self.attempt[j]
+        done_at = t + (self._dur[j] - self.progress[j])
+        self.kernel.schedule(done_at, EventKind.COMPLETION, j, att)
+        ci = self._ckpt[j]
+        if ci == ci and t + ci < done_at:  # not NaN
+            self.kernel.schedule(t + ci, EventKind.CHECKPOINT, j, att)
+
+    def _checkpoint(self, t: float, j: int, attempt: int) -> None:
+        if self.attempt[j] != attempt or self.state[j] != RUNNING:
+            return
+        self.ckpt_mark[j] = t
+        self.sched.checkpointed(self._specs[j].id, t)  # type: ignore[attr-defined]
+        nxt = t + self._ckpt[j]
+        if nxt < self.work_start[j] + (self._dur[j] - self.progress[j]):
+            self.kernel.schedule(nxt, EventKind.CHECKPOINT, j, attempt)
+
+    def _completion(self, t: float, j: int, attempt: int) -> None:
+        if self.attempt[j] != attempt or self.state[j] != RUNNING:
+            return
+        jid = self._specs[j].id  # type: ignore[attr-defined]
+        self.sched.job_ended(jid, t)
+        work = self._dur[j] - self.progress[j]
+        self._close(j, t, COMPLETED, work, work)
+        self.progress[j] = self._dur[j]
+        self.state[j] = DONE
+        self.end[j] = t
+        del self._live[jid]
+        del self._specs[j]
+        self.unfinished -= 1
+        if self.unfinished == 0:
+            self.kernel.stopped = True
+        elif self.config.cycle_on_events:
+            self.kernel.request_cycle(t)
+
+    def _preempt(self, t: float, p: PreemptJob) -> None:
+        j = self._live[p.job_id]
+        if self.state[j] != RUNNING:
+            return
+        self.state[j] = STOPPING
+        self.sigterm[j] = t
+        self.n_preempt[j] += 1
+        self.kernel.schedule(t + self._grace, EventKind.STOP, j, self.attempt[j])
+
+    def _stop(self, t: float, j: int, attempt: int) -> None:
+        if self.attempt[j] != attempt or self.state[j] != STOPPING:
+            return
+        work = max(0.0, self.sigterm[j] - self.work_start[j])
+        if self.config.preempt_checkpoint and self._ckpt[j] == self._ckpt[j]:
+            saved = work
+        else:
+            saved = max(0.0, min(self.ckpt_mark[j], self.sigterm[j]) - self.work_start[j])
+        self._requeue(t, j, PREEMPTED, work, saved)
+
+    def _requeue(self, t: float, j: int, reason: int, work: float, saved: float) -> None:
+        self.sched.job_ended(self._specs[j].id, t)  # type: ignore[attr-defined]
+        self._close(j, t, reason, work, saved)
+        self.progress[j] += saved
+        self._enqueue(j, t)
+        if self.config.cycle_on_events:
+            self.kernel.request_cycle(t)
+
+    def _close(self, j: int, t: float, reason: int, work: float, saved: float) -> None:
+        """Record one attempt: held = useful (saved) + lost (work not saved) + overhead."""
+        g = self._gpus[j]
+        held = g * (t - self.hold_start[j])
+        self.a_job.append(j)
+        self.a_queued.append(self.queued_since[j])
+        self.a_start.append(self.hold_start[j])
+        self.a_end.append(t)
+        self.a_useful.append(g * saved)
+        self.a_lost.append(g * (work - saved))
+        self.a_overhead.append(held - g * work)
+        self.a_reason.append(reason)
+        self.busy -= g
+        self._v_closed += held
+
+    def _node_failure(self, t: float, scripted: int, _b: int) -> None:
+        if scripted:
+            node, _down, up = self.config.outages[scripted - 1]
+            repair_at = up
+            if not self.node_up[node]:
+                return
+        else:
+            fp = self.failure
+            assert fp is not None
+            self.kernel.schedule(fp.next_time(t), EventKind.NODE_FAILURE)
+            node = fp.pick_node()
+            if not self.node_up[node]:
+                return  # thinning: only up nodes fail
+            repair_at = t + fp.repair_time()
+        for jid in self.sched.node_down(node, t):
+            j = self._live[jid]
+            stop = self.sigterm[j] if self.state[j] == STOPPING else t
+            work = max(0.0, stop - self.work_start[j])
+            saved = max(0.0, min(self.ckpt_mark[j], stop) - self.work_start[j])
+            self.n_fail[j] += 1
+            self._requeue(t, j, FAILED, work, saved)
+        self.sched.node_down(node, t)
+        self.node_up[node] = False
+        self.up_gpus -= self._node_gpus[node]
+        self._outage_row[node] = len(self.o_node)
+        self.o_node.append(node)
+        self.o_down.append(t)
+        self.o_up.append(math.nan)
+        self.kernel.schedule(repair_at, EventKind.NODE_REPAIR, node)
+        if self.config.cycle_on_events:
+            self.kernel.request_cycle(t)
+
+    def _node_repair(self, t: float, node: int, _b: int) -> None:
+        self.sched.node_up(node, t)
+        self.node_up[node] = True
+        self.up_gpus += self._node_gpus[node]
+        self.o_up[self._outage_row.pop(node)] = t
+        if self.config.cycle_on_events:
+            self.kernel.request_cycle(t)
+
+    # ------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        self._validate_at(self.kernel.now)
+
+    def _validate_at(self, now: float) -> None:
+        """The core's invariants plus the twin's: states agree, GPU-seconds are conserved."""
+        s = self.sched
+        s.check_invariants()
+        self._v_integral += self._v_busy * (now - self._v_t)
+        self._v_t = now
+        self._v_busy = self.busy
+        running = 0
+        open_held = 0.0
+        for jid, j in self._live.items():
+            st = self.state[j]
+            in_p, in_r = jid in s.pending, jid in s.running
+            if in_p and in_r:
+                raise InvariantError(f"job {jid} is both pending and running")
+            if (st == PENDING and not in_p) or (st in (RUNNING, STOPPING) and not in_r):
+                raise InvariantError(f"job {jid}: twin state {st} disagrees with the core")
+            if st in (RUNNING, STOPPING):
+                running += self._gpus[j]
+                open_held += self._gpus[j] * (now - self.hold_start[j])
+            if self.progress[j] > self._dur[j] + 1e-6:
+                raise InvariantError(f"job {jid}: progress beyond its duration")
+        if len(s.pending) != self.pending or running != self.busy:
+            raise InvariantError(
+                f"counts drifted: pending {len(s.pending)} vs {self.pending}, busy GPUs {running} vs {self.busy}"
+            )
+        if sum(rj.spec.gpus for rj in s.running.values()) != self.busy:
+            raise InvariantError("the core's running jobs hold a different number of GPUs")
+        if self.busy > self.up_gpus:
+            raise InvariantError(f"{self.busy} GPUs busy but only {self.up_gpus} up")
+        total = self._v_closed + open_held
+        if not math.isclose(self._v_integral, total, rel_tol=1e-9, abs_tol=1e-3):
+            raise InvariantError(
+                f"GPU-seconds not conserved: integral {self._v_integral:.3f} vs records {total:.3f}"
+            )
+
+    # ---------------------------------------------------------------- result
+    def _result(self, end: float, wall: float) -> SimResult:
+        for _jid, j in list(self._live.items()):
+            st = self.state[j]
+            if st in (RUNNING, STOPPING):
+                stop = self.sigterm[j] if st == STOPPING else end
+                work = max(0.0, stop - self.work_start[j])
+                self._close(j, end, UNFINISHED, work, work)
+            elif st == PENDING:
+                self.queued[j] += end - self.queued_since[j]
+        w = self.w
+        n = self.n
+        a_job = np.frombuffer(self.a_job, dtype=np.int64) if len(self.a_job) else np.zeros(0, np.int64)
+
+        def col(arr: array, dtype: type = np.float64) -> np.ndarray:
+            return np.frombuffer(arr, dtype=dtype).copy() if len(arr) else np.zeros(0, dtype)
+
+        attempts = pd.DataFrame({
+            "job": a_job.copy(),
+            "gpus": w.gpus[a_job],
+            "queued_since": col(self.a_queued),
+            "start": col(self.a_start),
+            "end": col(self.a_end),
+            "useful_gpu_s": col(self.a_useful),
+            "lost_gpu_s": col(self.a_lost),
+            "overhead_gpu_s": col(self.a_overhead),
+            "reason": pd.Categorical.from_codes(col(self.a_reason, np.int8), categories=list(REASONS)),
+            "watts": np.frombuffer(self.watts, dtype=np.float64)[a_job] if n else np.zeros(0),
+        })
+        part, partners, cls, classes = _partners_and_classes(self.tree, w.projects)
+        state = np.frombuffer(bytes(self.state), dtype=np.uint8) if n else np.zeros(0, np.uint8)
+        status = np.array(["not-arrived", "pending", "running", "running", "completed"])[state]
+
+        def per_job(values: np.ndarray) -> np.ndarray:
+            return np.bincount(a_job, weights=values, minlength=n)
+
+        jobs = pd.DataFrame({
+            "job_id": [w.job_id(i) for i in range(n)] if w.ids is None else w.ids,
+            "project": pd.Categorical.from_codes(w.project, categories=w.projects),
+            "partner": pd.Categorical.from_codes(part[w.project], categories=partners) if n else [],
+            "tenant_class": pd.Categorical.from_codes(cls[w.project], categories=classes) if n else [],
+            "kind": pd.Categorical.from_codes(w.kind, categories=w.kinds),
+            "gpus": w.gpus,
+            "submit": w.submit,
+            "duration": w.duration,
+            "first_start": col(self.first_start),
+            "end": col(self.end),
+            "queued_s": col(self.queued),
+            "preemptions": col(self.n_preempt, np.int64),
+            "failures": col(self.n_fail, np.int64),
+            "useful_gpu_s": per_job(attempts["useful_gpu_s"].to_numpy()),
+            "lost_gpu_s": per_job(attempts["lost_gpu_s"].to_numpy()),
+            "overhead_gpu_s": per_job(attempts["overhead_gpu_s"].to_numpy()),
+            "status": status,
+            "pending_since": np.where(state == PENDING, col(self.queued_since), np.nan),
+        })
+        if w.recorded_start is not None:
+            jobs["recorded_start"] = w.recorded_start
+        if w.recorded_end is not None:
+            jobs["recorded_end"] = w.recorded_end
+        outages = pd.DataFrame({"node": col(self.o_node, np.int64), "down": col(self.o_down), "up": col(self.o_up)})
+        counts = {kind.name.lower(): c for kind, c in zip(EventKind, self.kernel.counts, strict=True)}
+        return SimResult(
+            facility=self.facility, tree=self.tree, workload=w, config=self.config, jobs=jobs,
+            attempts=attempts, outages=outages, end_time=end, events=counts, wall_s=wall,
+            stalled=self.stalled, assumptions=self.assumptions(),
+        )
+
+    def assumptions(self) -> list[str]:
+        cfg = self.config
+        out = list(self.w.notes)
+        out += [
+            f"policy {self.sched.policy.name}: {self.sched.policy.doc}",
+            f"scheduler config: {cfg.scheduler}",
+            f"scheduling cycle runs {cfg.cycle_text}",
+            f"a started job holds its GPUs at once; useful work starts after {cfg.start_overhead:g} s",
+            "checkpoints cost nothing and happen every checkpoint_interval seconds of work in each attempt",
+            f"a preempted job stops {self._grace:g} s after SIGTERM (the core's preemption grace), "
+            + ("and a checkpointable one saves its progress at SIGTERM"
+               if cfg.preempt_checkpoint else "keeping only its last periodic checkpoint"),
+            "a job on a failed node stops at once and keeps only its last checkpoint",
+            "an interrupted job is requeued at once with the same spec and its saved progress",
+            (cfg.failures.describe() if cfg.failures is not None else "no random node failures"),
+            "jobs run exactly their recorded or drawn duration on any accelerator and placement "
+            "(no slowdown from topology or interference)",
+        ]
+        if cfg.outages:
+            out.append(f"{len(cfg.outages)} scripted node outage(s)")
+        if cfg.until < math.inf:
+            out.append(f"the run stops at t={cfg.until:g} s; jobs not finished then are reported as such")
+        return out
+
+
+def simulate(
+    facility: Facility,
+    workload: Workload,
+    config: SimConfig | None = None,
+    tree: Sequence[TenantSpec] | None = None,
+    tree_name: str = "the share tree",
+    progress: ProgressFn | None = None,
+) -> SimResult:
+    """Run one simulation and return its raw records."""
+    return Simulation(facility, workload, config, tree, tree_name).run(progress)
+
+
+def with_policy(config: SimConfig, policy: str) -> SimConfig:
+    return replace(config, policy=policy)
