@@ -105,7 +105,12 @@ def make_req(tmp_path: Path) -> Callable[..., LaunchRequest]:
 
 @pytest.fixture
 def final_report() -> Callable[..., JobReport]:
-    """``final_report(executor, job_id)``: poll until the job's report is terminal."""
+    """``final_report(executor, job_id)``: poll until the job's report is terminal.
+
+    Reports of other jobs seen on the way are kept, so they can be asked for later.
+    A report is handed out once: a relaunched job waits for its new final report.
+    """
+    pending: dict[tuple[int, str], JobReport] = {}
 
     def get(ex: LocalExecutor, job_id: str, timeout: float = DEADLINE) -> JobReport:
         seen: list[JobReport] = []
@@ -113,9 +118,9 @@ def final_report() -> Callable[..., JobReport]:
         def terminal() -> JobReport | None:
             for report in ex.poll():
                 seen.append(report)
-                if report.job_id == job_id and report.state.terminal:
-                    return report
-            return None
+                if report.state.terminal:
+                    pending[id(ex), report.job_id] = report
+            return pending.pop((id(ex), job_id), None)
 
         try:
             return wait_until(terminal, f"a final report of {job_id}", timeout)

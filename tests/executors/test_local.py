@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from gigafactory.executors import ExecutorError, JobReport, LaunchRequest, LocalExecutor
+from gigafactory.executors import (
+    ExecutorError,
+    JobReport,
+    LaunchRequest,
+    LocalExecutor,
+    ReportState,
+)
 
 Req = Callable[..., LaunchRequest]
 Final = Callable[..., JobReport]
@@ -27,7 +33,7 @@ def test_lifecycle_running_then_completed_reported_once(
     go = tmp_path / "go"
     code = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)"
     executor.launch(make_req("j1", py(code, str(go))))
-    assert executor.poll() == [JobReport("j1", "running")]  # type: ignore[arg-type]
+    assert executor.poll() == [JobReport("j1", ReportState.RUNNING)]
     assert executor.poll() == []  # no change, no report
     assert executor.known_jobs() == {"j1": "running"}
     go.touch()

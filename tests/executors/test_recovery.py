@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gigafactory.executors import JobReport, LaunchRequest, LocalExecutor
+from gigafactory.executors import JobReport, LaunchRequest, LocalExecutor, ReportState
 
 Final = Callable[..., JobReport]
 Wait = Callable[..., Any]
@@ -84,7 +84,7 @@ def test_new_instance_sees_and_cancels_a_job_of_a_crashed_one(
     pid = json.loads(ready.read_text())["pid"]
     b = recovered()
     assert b.known_jobs() == {"long": "running"}
-    assert b.poll() == [JobReport("long", "running")]  # type: ignore[arg-type]
+    assert b.poll() == [JobReport("long", ReportState.RUNNING)]
     b.cancel("long", grace=0.5)
     report = final_report(b, "long")
     assert (report.state, report.exit_code) == ("cancelled", -9)
@@ -126,7 +126,7 @@ def test_a_delivered_report_is_delivered_again_if_not_yet_pruned(
     a.close()  # stops before the next poll, which would have forgotten the job
     b = recovered()
     assert b.known_jobs() == {"j": "completed"}
-    assert b.poll() == [JobReport("j", "completed", 0, "exit code 0")]  # type: ignore[arg-type]
+    assert b.poll() == [JobReport("j", ReportState.COMPLETED, 0, "exit code 0")]
     assert b.poll() == []
     assert b.known_jobs() == {}
 
