@@ -17,13 +17,13 @@ import numpy as np
 from gigafactory.core import backfill, preemption
 from gigafactory.core.decisions import CycleStats, Decisions, PendingStatus, ReserveJob, StartJob
 from gigafactory.core.facility import IntArray
-from gigafactory.core.jobs import Placement, TopologyWish
+from gigafactory.core.jobs import Placement, PriorityClass, TopologyWish
 from gigafactory.core.placement import place
 from gigafactory.core.policies import Policy
 from gigafactory.core.shares import entitlements, fair_share_factor
 
 if TYPE_CHECKING:
-    from gigafactory.core.scheduler import PendingJob, Scheduler
+    from gigafactory.core.scheduler import PendingJob, RunningJob, Scheduler
 
 FloatArray = backfill.FloatArray
 
@@ -31,7 +31,11 @@ FloatArray = backfill.FloatArray
 def run_cycle(s: Scheduler, now: float) -> Decisions:
     ctx = snapshot(s, now)
     entitle(ctx)
-    for job in order(ctx):
+    queue = order(ctx)
+    for i, job in enumerate(queue):
+        if saturated(ctx):
+            wait_tail(ctx, queue[i:])
+            break
         admit(ctx, job)
     estimate(ctx)
     return decide(ctx)
@@ -67,7 +71,12 @@ class CycleContext:
     stop: str | None = None
     reclaim_left: int = 0
     backfill_left: int = 64
+    claimed: int = 0
+    latest_reservation: float = float("-inf")
+    victim_pool: list[RunningJob] | None = None
+    over_anc: list[tuple[int, ...]] = field(default_factory=list)
     _avail: FloatArray | None = None
+    _reasons: dict[tuple[object, ...], str] = field(default_factory=dict)
 
     def avail(self) -> FloatArray:
         """When each node is wholly free (lazily built; kept current within the cycle)."""
@@ -150,23 +159,80 @@ def admit(ctx: CycleContext, job: PendingJob) -> None:
     ctx.blocked.append((job, why_waiting(ctx, job)))
 
 
+def saturated(ctx: CycleContext) -> bool:
+    """No free GPUs and no reservation slots left: from here on only backfill,
+    reclaim or a class's first reservation can act, so the tail is handled in bulk."""
+    p = ctx.policy
+    if ctx.s.state.free_total or ctx.stop is not None:
+        return False
+    if not p.reserve:
+        return True
+    return len(ctx.reservations) >= ctx.depth
+
+
+def wait_tail(ctx: CycleContext, rest: list[PendingJob]) -> None:
+    """Handle the saturated tail in bulk: jobs that backfill, reclaim or a class's first
+    reservation might help are admitted one by one, in order; every other job waits,
+    with its reason worked out once per distinct shape (vectorised)."""
+    s = ctx.s
+    p = ctx.policy
+    n = len(rest)
+    gpus = np.fromiter((j.spec.gpus for j in rest), dtype=np.int64, count=n)
+    tenants = np.fromiter((j.tenant for j in rest), dtype=np.int64, count=n)
+    prio = np.fromiter((j.spec.priority for j in rest), dtype=np.int64, count=n)
+    maybe = np.zeros(n, dtype=bool)
+    if p.backfill and ctx.backfill_left > 0 and ctx.claimed > 0:
+        rt = np.fromiter((j.spec.expected_runtime for j in rest), dtype=np.float64, count=n)
+        maybe |= (gpus <= ctx.claimed) & (ctx.now + rt <= ctx.latest_reservation)
+    if p.reclaim and ctx.reclaim_left > 0:
+        maybe |= (prio == int(PriorityClass.URGENT)) | (gpus <= preemption.headroom(ctx)[tenants])
+    if p.reserve:
+        for c in set(prio.tolist()) - ctx.reserved_classes:
+            maybe[int(np.argmax(prio == c))] = True  # the head of an unreserved class
+    # One reason per distinct (size, topology, accelerator, class, over-entitled tenant).
+    topo = np.fromiter((_TOPO[j.spec.topology] for j in rest), dtype=np.int64, count=n)
+    accel = np.fromiter((-1 if j.accel is None else j.accel for j in rest), dtype=np.int64, count=n)
+    above = np.zeros(n, dtype=bool)
+    if p.reclaim:
+        used = s.used[tenants]
+        above = (used > 0) & (used + gpus > ctx.ent[tenants] + 1e-6)
+    keys = np.stack([gpus, topo, accel, prio, np.where(above, tenants, -1)], axis=1)
+    uniq, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    texts = [why_waiting(ctx, rest[int(i)]) for i in first.tolist()]
+    blocked = ctx.blocked
+    inv = inverse.reshape(-1).tolist()
+    for k, (job, m) in enumerate(zip(rest, maybe.tolist(), strict=True)):
+        if m and (ctx.backfill_left > 0 or ctx.reclaim_left > 0 or int(job.spec.priority) not in ctx.reserved_classes):
+            admit(ctx, job)
+        else:
+            blocked.append((job, texts[inv[k]]))
+
+
+_TOPO = {w: i for i, w in enumerate(TopologyWish)}
+
+
 def estimate(ctx: CycleContext) -> None:
     """Fluid start estimates for blocked jobs without a reservation, in queue order."""
     s = ctx.s
-    todo = [(j, r) for j, r in ctx.blocked if j.spec.id not in ctx.status]
+    status = ctx.status
+    todo = [(j, r) for j, r in ctx.blocked if j.spec.id not in status]
     if not todo:
         return
-    runs = list(s.running.values())
-    rel_t = np.array([max(r.expected_end, ctx.now) for r in runs], dtype=np.float64)
-    rel_g = np.array([r.spec.gpus for r in runs], dtype=np.int64)
-    gpus = np.array([j.spec.gpus for j, _ in todo], dtype=np.int64)
-    work = np.array([j.spec.gpus * j.spec.expected_runtime for j, _ in todo], dtype=np.float64)
+    runs = s.running.values()
+    rel_t = np.fromiter((r.expected_end for r in runs), dtype=np.float64, count=len(runs))
+    rel_g = np.fromiter((r.spec.gpus for r in runs), dtype=np.int64, count=len(runs))
+    gpus = np.fromiter((j.spec.gpus for j, _ in todo), dtype=np.int64, count=len(todo))
+    rt = np.fromiter((j.spec.expected_runtime for j, _ in todo), dtype=np.float64, count=len(todo))
+    work = gpus * rt
     reserved = sum(r.job.spec.gpus * r.job.spec.expected_runtime for r in ctx.reservations)
-    ahead = reserved + np.concatenate(([0.0], np.cumsum(work)[:-1]))
+    ahead = reserved + np.cumsum(work) - work
     capacity = int(s.facility.node_gpus[s.state.node_up].sum())
-    est = backfill.fluid_estimates(ctx.now, gpus, ahead, s.state.free_total, capacity, rel_t, rel_g)
-    for (job, reason), t in zip(todo, est.tolist(), strict=True):
-        ctx.status[job.spec.id] = PendingStatus(job.spec.id, t if np.isfinite(t) else None, reason)
+    est = backfill.fluid_estimates(ctx.now, gpus, ahead, s.state.free_total, capacity,
+                                   np.maximum(rel_t, ctx.now), rel_g)
+    est_list = np.where(np.isfinite(est), est, np.nan).tolist()
+    for (job, reason), t in zip(todo, est_list, strict=True):
+        jid = job.spec.id
+        status[jid] = PendingStatus(jid, None if t != t else t, reason)
 
 
 def decide(ctx: CycleContext) -> Decisions:
@@ -175,7 +241,7 @@ def decide(ctx: CycleContext) -> Decisions:
     for r in ctx.reservations:
         if r.claim_nodes.shape[0]:
             s.state._apply(r.claim_nodes, r.claim_counts)
-    statuses = tuple(ctx.status[j] for j in s.pending if j in ctx.status)
+    statuses = tuple(ctx.status.values())
     names = s.tree.names
     return Decisions(
         now=ctx.now,
@@ -235,17 +301,23 @@ def try_backfill(ctx: CycleContext, job: PendingJob) -> tuple[IntArray, IntArray
     if not later:
         return None
     st = ctx.s.state
-    if st.free_for(job.accel) + sum(int(r.claim_counts.sum()) for r in later) < job.spec.gpus:
+    if st.free_for(job.accel) + ctx.claimed < job.spec.gpus:
         return None
     ctx.backfill_left -= 1
     for r in later:
         st._apply(r.claim_nodes, r.claim_counts)
+        ctx.claimed -= int(r.claim_counts.sum())
     alloc = place(st, job.spec.gpus, job.accel, job.spec.topology)
+    if alloc is not None:  # hold the job's GPUs while re-claiming, so claims skip them
+        st._apply(alloc[0], -alloc[1])
     for r in later:  # re-claim what is still free; the backfilled job ends before r starts
         take = np.minimum(st.node_free[r.claim_nodes], r.claim_counts)
         keep = take > 0
         r.claim_nodes, r.claim_counts = r.claim_nodes[keep], take[keep]
         st._apply(r.claim_nodes, -r.claim_counts)
+        ctx.claimed += int(r.claim_counts.sum())
+    if alloc is not None:
+        st._apply(alloc[0], alloc[1])
     return alloc
 
 
@@ -279,35 +351,42 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
     res = Reservation(job, t, nodes, counts, nodes[keep], claim[keep])
     if res.claim_nodes.shape[0]:
         s.state._apply(res.claim_nodes, -res.claim_counts)
+        ctx.claimed += int(res.claim_counts.sum())
     ctx.avail()[nodes] = t + spec.expected_runtime
     ctx.reservations.append(res)
+    ctx.latest_reservation = max(ctx.latest_reservation, t)
     ctx.reserved_classes.add(int(spec.priority))
     ctx.status[spec.id] = PendingStatus(spec.id, t, reason)
     ctx.blocked.append((job, reason))
 
 
 def why_waiting(ctx: CycleContext, job: PendingJob) -> str:
-    """The reason a job cannot start now, in words a user understands."""
+    """The reason a job cannot start now, in words a user understands (cached per shape)."""
     s = ctx.s
     spec = job.spec
     g = spec.gpus
+    t = job.tenant
+    above = ctx.policy.reclaim and s.used[t] > 0 and s.used[t] + g > ctx.ent[t] + 1e-6
+    first = ctx.reservations[0].job.spec if ctx.reservations else None
+    key = (g, spec.topology, job.accel, int(spec.priority), t if above else -1,
+           s.state.free_total, ctx.claimed, len(ctx.reservations))
+    text = ctx._reasons.get(key)
+    if text is not None:
+        return text
     if g <= s.state.max_node_gpus:
         shape = "on one node"
     else:
         shape = {TopologyWish.BLOCK: "in one block", TopologyWish.NVLINK: "in one NVLink domain"}.get(
             spec.topology, "in the fewest blocks")
-    text = f"waiting for {g} GPUs {shape} ({s.state.free_for(job.accel)} free)"
-    if ctx.reservations:
-        first = ctx.reservations[0].job.spec
-        claimed = sum(int(r.claim_counts.sum()) for r in ctx.reservations)
-        if s.state.free_for(job.accel) + claimed >= g:
+    free = s.state.free_for(job.accel)
+    text = f"waiting for {g} GPUs {shape} ({free} free)"
+    if first is not None:
+        if free + ctx.claimed >= g:
             text = f"behind the reservation of job {first.id}"
         if int(first.priority) > int(spec.priority):
-            text += f"; priority class {spec.priority.label} comes after {first.priority.label}"
-    if ctx.policy.reclaim:
-        t = job.tenant
-        if s.used[t] > 0 and s.used[t] + g > ctx.ent[t] + 1e-6:
-            text += (f"; project {spec.project} would go above its entitlement "
-                     f"({int(s.used[t])} GPUs in use, entitled to {ctx.ent[t]:.0f})")
+            text += f"; priority class {spec.priority.name.lower()} comes after {first.priority.name.lower()}"
+    if above:
+        text += (f"; project {spec.project} would go above its entitlement "
+                 f"({int(s.used[t])} GPUs in use, entitled to {ctx.ent[t]:.0f})")
+    ctx._reasons[key] = text
     return text
-

@@ -16,6 +16,7 @@ lent out: jobs of tenants *above* their entitlement are preempted. Rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +42,17 @@ def owed(ctx: CycleContext, job: PendingJob) -> bool:
     )
 
 
+def headroom(ctx: CycleContext) -> np.ndarray:
+    """Per tenant: GPUs it may still start while staying within its entitlement at
+    every level of its path (``owed(job)`` is ``job.gpus <= headroom[job.tenant]``)."""
+    s = ctx.s
+    free = ctx.ent + 1e-6 - s.used - ctx.committed
+    room = np.full(len(s.tree), np.inf)
+    for i in range(1, len(s.tree)):  # parents precede children
+        room[i] = min(room[int(s.tree.parent[i])], free[i])
+    return room
+
+
 def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
     """Try to make room for ``job`` by preemption. True when the job's status is set."""
     s = ctx.s
@@ -56,15 +68,19 @@ def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
             ctx.blocked.append((job, reason))
             return True
         del s.reclaiming[spec.id]
+    if ctx.reclaim_left <= 0:
+        return False
     urgent = spec.priority is PriorityClass.URGENT
     is_owed = owed(ctx, job)
-    if not (is_owed or urgent) or ctx.reclaim_left <= 0:
+    if not (is_owed or urgent):
         return False
     if not urgent:
+        ctx.reclaim_left -= 1  # planning is the costly part: it counts against the budget
         planned = backfill.plan(s.state, ctx.avail(), spec.gpus, job.accel, spec.topology, ctx.now)
         if planned is not None and planned[0] <= job.pending_since + s.config.reclaim_deadline:
             return False  # natural ends free the space in time: no work is lost
-    ctx.reclaim_left -= 1
+    if urgent:
+        ctx.reclaim_left -= 1
     victims = _candidates(ctx, job, is_owed)
     chosen = _choose(ctx, job, victims)
     if chosen is None:
@@ -89,30 +105,37 @@ def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
     return True
 
 
-def _candidates(ctx: CycleContext, job: PendingJob, is_owed: bool) -> list[RunningJob]:
-    """Running jobs that may be preempted for ``job``, cheapest lost work first."""
+def _candidates(ctx: CycleContext, job: PendingJob, is_owed: bool) -> Iterator[RunningJob]:
+    """Running jobs that may be preempted for ``job``, cheapest lost work first (lazy)."""
     s = ctx.s
     tree = s.tree
     mine = set(tree.path[job.tenant])
-    over = (s.used - 1e-6) > ctx.ent
-    out: list[RunningJob] = []
-    for rj in s.running.values():
+    if ctx.victim_pool is None:  # once per cycle: jobs of borrowers, and preemptible jobs
+        over = (s.used - 1e-6) > ctx.ent
+        over_anc: list[tuple[int, ...]] = [tuple(a for a in p if over[a]) for p in tree.path]
+        ctx.over_anc = over_anc
+        pool = [
+            rj for rj in s.running.values()
+            if not rj.preempting and (rj.spec.priority is PriorityClass.PREEMPTIBLE or over_anc[rj.tenant])
+        ]
+        pool.sort(key=lambda r: (r.spec.gpus * r.progress_since_checkpoint(ctx.now), -r.spec.gpus, r.spec.id))
+        ctx.victim_pool = pool
+    over_anc = ctx.over_anc
+    urgent = job.spec.priority is PriorityClass.URGENT
+    for rj in ctx.victim_pool:
         if rj.preempting or rj.spec.priority > job.spec.priority:
             continue
         if ctx.now - rj.start_time < rj.spec.min_runtime:
             continue
         if job.accel is not None and rj.accel is not None and rj.accel != job.accel:
             continue
-        borrower = is_owed and any(over[a] for a in tree.path[rj.tenant] if a not in mine)
-        cheap = job.spec.priority is PriorityClass.URGENT and rj.spec.priority is PriorityClass.PREEMPTIBLE
-        if borrower or cheap:
-            out.append(rj)
-    out.sort(key=lambda r: (r.spec.gpus * r.progress_since_checkpoint(ctx.now), -r.spec.gpus, r.spec.id))
-    return out
+        borrower = is_owed and any(a not in mine for a in over_anc[rj.tenant])
+        if borrower or (urgent and rj.spec.priority is PriorityClass.PREEMPTIBLE):
+            yield rj
 
 
 def _choose(
-    ctx: CycleContext, job: PendingJob, cands: list[RunningJob]
+    ctx: CycleContext, job: PendingJob, cands: Iterable[RunningJob]
 ) -> tuple[list[RunningJob], np.ndarray, np.ndarray] | None:
     """Smallest prefix of candidates whose GPUs let the gang be placed; then prune."""
     s = ctx.s
@@ -122,9 +145,8 @@ def _choose(
     taken = np.zeros(len(tree))
     mine = set(tree.path[job.tenant])
     picked: list[RunningJob] = []
-    freed = st.free_for(job.accel)
     result = None
-    for rj in cands:
+    for rj in cands:  # victims' GPUs are released tentatively, and given back below
         if len(picked) >= s.config.max_victims:
             break
         path = [a for a in tree.path[rj.tenant] if a not in mine]
@@ -133,18 +155,16 @@ def _choose(
             if not any(s.used[a] - taken[a] > ctx.ent[a] + 1e-6 for a in path):
                 continue
         picked.append(rj)
+        st.release(rj.nodes, rj.counts)
         for a in tree.path[rj.tenant]:
             taken[a] += rj.spec.gpus
-        freed += rj.spec.gpus
-        if freed < g:
+        if st.free_for(job.accel) < g:
             continue
-        for v in picked:
-            st.release(v.nodes, v.counts)
         result = place(st, g, job.accel, job.spec.topology)
-        for v in picked:
-            st.allocate(v.nodes, v.counts, v.expected_end)
         if result is not None:
             break
+    for v in picked:
+        st.allocate(v.nodes, v.counts, v.expected_end)
     if result is None:
         return None
     nodes, counts = result

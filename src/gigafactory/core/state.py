@@ -41,6 +41,7 @@ class ClusterState:
             f.node_accel, weights=f.node_gpus, minlength=len(f.accel_names)
         ).astype(np.int64)
         self.node_busy_until = np.full(f.n_nodes, NEG_INF)
+        self._free_total = int(self.accel_free.sum())
         self.max_node_gpus = int(f.node_gpus.max())
         # heaps[k]: nodes believed to have exactly k free GPUs, 0 < k < node size.
         self._heaps: list[list[int]] = [[] for _ in range(self.max_node_gpus + 1)]
@@ -48,10 +49,10 @@ class ClusterState:
     # ------------------------------------------------------------------ queries
     @property
     def free_total(self) -> int:
-        return int(self.accel_free.sum())
+        return self._free_total
 
     def free_for(self, accel: int | None) -> int:
-        return self.free_total if accel is None else int(self.accel_free[accel])
+        return self._free_total if accel is None else int(self.accel_free[accel])
 
     def best_partial_node(self, need: int, accel: int | None, avoid: set[int] | None = None) -> int:
         """The partly used node with the fewest free GPUs ≥ ``need`` (lowest index on ties).
@@ -111,6 +112,7 @@ class ClusterState:
             if after < 0 or after > cap:
                 raise ValueError(f"node {n}: free count would become {after} (capacity {cap})")
             self.node_free[n] = after
+            self._free_total += d
             self.domain_free[f.node_domain[n]] += d
             self.rack_free[f.node_rack[n]] += d
             b = f.node_block[n]
@@ -126,6 +128,7 @@ class ClusterState:
         if (after < 0).any() or (after > cap).any():
             raise ValueError("allocation would over- or under-flow a node's free count")
         self.node_free[nodes] = after
+        self._free_total += int(delta.sum())
         np.add.at(self.domain_free, f.node_domain[nodes], delta)
         np.add.at(self.rack_free, f.node_rack[nodes], delta)
         np.add.at(self.block_free, f.node_block[nodes], delta)
@@ -171,6 +174,8 @@ class ClusterState:
         whole = np.bincount(f.node_block, weights=(free == f.node_gpus), minlength=f.n_blocks)
         if not np.array_equal(whole.astype(np.int64), self.block_whole):
             raise AssertionError("whole-node counts per block drifted")
+        if int(free.sum()) != self._free_total:
+            raise AssertionError("total free count drifted")
         acc = np.bincount(f.node_accel, weights=free, minlength=len(f.accel_names))
         if not np.array_equal(acc.astype(np.int64), self.accel_free):
             raise AssertionError("free counts per accelerator type drifted")
