@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gigafactory.twin.traces import alibaba, gavel, philly, pollux, tiresias
+from gigafactory.twin.traces import acme, alibaba, gavel, helios, philly, pollux, tiresias
 from gigafactory.twin.traces.common import ImportOptions, ImportResult
 from gigafactory.twin.traces.schema import TraceError
 
@@ -37,6 +37,14 @@ IMPORTERS: dict[str, Importer] = {
     ),
     "philly": Importer(
         philly.load, "Microsoft Philly cluster_job_log JSON; tenant = vc; duration = attempts' run time"
+    ),
+    "helios": Importer(
+        helios.load, "SenseTime Helios cluster log CSV; tenant = vc; CPU jobs skipped and counted"
+    ),
+    "acme": Importer(
+        acme.load,
+        "Shanghai AI Lab Acme CSV (raw trace_seren/kalos.csv, tenant = user; "
+        "or converted_kalos_trace.csv)",
     ),
     "tiresias": Importer(
         tiresias.load, "Tiresias simulator job CSV (job_id,num_gpu,submit_time,...,duration)"
