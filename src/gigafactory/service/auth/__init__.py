@@ -1,0 +1,1 @@
+"""Users, memberships (roles on tenants) and hashed API tokens."""

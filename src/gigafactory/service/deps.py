@@ -1,0 +1,84 @@
+"""Per-app context and the FastAPI dependencies that hand it to routers.
+
+Everything a request needs (settings, sessions, the facility, the clock) hangs off one
+:class:`ServiceContext` stored on ``app.state.ctx``; tests build their own with a fake
+clock and executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gigafactory.core.facility import Facility
+from gigafactory.service.auth.access import Principal
+from gigafactory.service.auth.service import authenticate
+from gigafactory.service.db import utcnow
+from gigafactory.service.settings import Settings
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    facility: Facility
+    clock: Callable[[], datetime] = utcnow
+    metrics: Any = None
+    executor: Any = None
+    loop: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def get_ctx(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    ctx = get_ctx(request)
+    with ctx.sessions() as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+def get_now(request: Request) -> datetime:
+    return get_ctx(request).clock()
+
+
+bearer = HTTPBearer(auto_error=False, description="an API token: 'gf_…'")
+
+
+def get_principal(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    db: Annotated[Session, Depends(get_db)],
+) -> Principal:
+    raw = creds.credentials if creds is not None and creds.scheme.lower() == "bearer" else None
+    principal = authenticate(db, raw, get_ctx(request).clock())
+    request.state.principal = principal
+    return principal
+
+
+Ctx = Annotated[ServiceContext, Depends(get_ctx)]
+Db = Annotated[Session, Depends(get_db)]
+Now = Annotated[datetime, Depends(get_now)]
+Caller = Annotated[Principal, Depends(get_principal)]
+
+#: Error responses every authenticated endpoint may give (documented in OpenAPI).
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing, invalid, expired or revoked token"},
+    403: {"description": "the caller's role does not allow this"},
+    422: {"description": "invalid input; detail names the field"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such object (or not visible)"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "conflicts with the current state"}}

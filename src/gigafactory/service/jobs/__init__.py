@@ -1,0 +1,1 @@
+"""Jobs: submission, the lifecycle state machine, events, idempotency and pagination."""

@@ -1,0 +1,100 @@
+"""HTTP routes for jobs. Thin: parse, call :mod:`.service`, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Path, Query, Response
+
+from gigafactory.core.jobs import JobState
+from gigafactory.service.common import Name, Page
+from gigafactory.service.deps import AUTH_ERRORS, CONFLICT, NOT_FOUND, Caller, Ctx, Db, Now
+from gigafactory.service.jobs import service
+from gigafactory.service.jobs.schemas import JobAction, JobDetail, JobOut, JobSubmit
+
+router = APIRouter(prefix="/v1", tags=["jobs"], responses=AUTH_ERRORS)
+JobId = Annotated[int, Path(ge=1, le=2**62)]
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="retry-safe submission: the same key returns the same job",
+    ),
+]
+NoBody = Annotated[JobAction | None, Body()]
+
+
+@router.post(
+    "/jobs",
+    status_code=201,
+    responses={
+        200: {"description": "replay of an earlier submission with the same Idempotency-Key"},
+        402: {"description": "the project's budget is exhausted"},
+        **CONFLICT,
+    },
+)
+def submit_job(
+    body: JobSubmit,
+    response: Response,
+    db: Db,
+    who: Caller,
+    ctx: Ctx,
+    now: Now,
+    idempotency_key: IdemKey = None,
+) -> JobOut:
+    """Submit a gang job. Retries with the same ``Idempotency-Key`` never create two jobs."""
+    job, outcome, created = service.submit(
+        db, who, body, idempotency_key, ctx.settings, ctx.facility, now
+    )
+    ctx.metrics.submissions.labels(outcome).inc()
+    if not created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return service.job_out(job, body.project, who.name, now)
+
+
+@router.get("/jobs")
+def list_jobs(
+    db: Db,
+    who: Caller,
+    ctx: Ctx,
+    now: Now,
+    project: Annotated[Name | None, Query()] = None,
+    state: Annotated[list[JobState] | None, Query(max_length=9)] = None,
+    user: Annotated[Name | None, Query()] = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=2**62, description="next_cursor of the last page")] = None,
+) -> Page[JobOut]:
+    """Jobs the caller may see, newest first, with filters and keyset pagination."""
+    size = min(limit or ctx.settings.page_size, ctx.settings.max_page_size)
+    items, nxt = service.list_jobs(
+        db, who, now, limit=size, cursor=cursor, project=project,
+        states=[s.value for s in state or []], user=user,
+    )
+    return Page[JobOut](items=items, next_cursor=nxt)
+
+
+@router.get("/jobs/{job_id}", responses=NOT_FOUND)
+def show_job(job_id: JobId, db: Db, who: Caller, now: Now) -> JobDetail:
+    """A job with its event history; pending jobs carry an estimated start and a reason."""
+    return service.show(db, who, job_id, now)
+
+
+def _action(name: str, doc: str) -> None:
+    fn = getattr(service, name)
+
+    @router.post(f"/jobs/{{job_id}}/{name}", name=f"{name}_job", summary=f"{name.capitalize()} a job",
+                 description=doc, responses={**NOT_FOUND, **CONFLICT, 402: {"description": "budget"}})
+    def act(job_id: JobId, db: Db, who: Caller, now: Now, body: NoBody = None) -> JobDetail:
+        fn(db, who, job_id, body.reason if body else "", now)
+        return service.show(db, who, job_id, now)
+
+
+_action("cancel", "Cancel a job. A running job gets SIGTERM, then is killed after its grace.")
+_action("hold", "Keep a pending job from starting until it is released.")
+_action("release", "Let a held job be scheduled again.")
+_action("requeue", "Stop a running job and queue it again (or retry a failed one); it "
+        "resumes from its checkpoint directory.")

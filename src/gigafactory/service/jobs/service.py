@@ -1,0 +1,305 @@
+"""Jobs: submit (idempotent, budget-aware), list (keyset), show, and user actions.
+
+Visibility: a caller sees a job when it may read the job's project; anything else is a
+404, so ids of other projects' jobs reveal nothing. Acting on a visible job needs
+``manage-any`` on the project, or ``manage-own`` and being the job's submitter (403).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gigafactory.core.facility import Facility
+from gigafactory.service.audit.service import record
+from gigafactory.service.auth.access import Principal, tenant_chain, visible_projects
+from gigafactory.service.auth.models import User
+from gigafactory.service.auth.roles import Cap
+from gigafactory.service.errors import BudgetExhausted, Conflict, Forbidden, Invalid, NotFound
+from gigafactory.service.jobs.lifecycle import transition
+from gigafactory.service.jobs.models import Job, JobEvent
+from gigafactory.service.jobs.schemas import JobDetail, JobEventOut, JobOut, JobSubmit
+from gigafactory.service.jobs.states import ACTIVE
+from gigafactory.service.settings import Settings
+from gigafactory.service.tenants.models import Tenant
+from gigafactory.service.tenants.service import budget_status
+
+RESERVED_ENV = ("GIGAFACTORY_", "CUDA_VISIBLE_DEVICES")
+
+
+def request_hash(body: JobSubmit) -> str:
+    data = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def job_out(job: Job, project: str, user: str, now: datetime, cls: type[JobOut] = JobOut,
+            **extra: Any) -> JobOut:
+    live = 0.0
+    if job.active and job.started_at is not None and job.state in ACTIVE:
+        live = job.gpus * max(0.0, (now - job.started_at).total_seconds())
+    data = {c: getattr(job, c) for c in JobOut.model_fields if hasattr(job, c)}
+    data.update(project=project, user=user, gpu_hours=(job.gpu_seconds + live) / 3600.0, **extra)
+    return cls.model_validate(data)
+
+
+def _validate_against_facility(body: JobSubmit, facility: Facility) -> None:
+    try:
+        accel = facility.accel_id(body.accelerator)
+    except ValueError as exc:
+        raise Invalid(["body", "accelerator"], str(exc)) from None
+    biggest = facility.max_gang(accel)
+    if body.gpus > biggest:
+        raise Invalid(
+            ["body", "gpus"],
+            f"{body.gpus} GPUs can never run here: the largest possible gang"
+            f"{' of ' + body.accelerator if body.accelerator else ''} is {biggest} GPUs",
+        )
+    if body.runtime_estimate is not None and body.runtime_estimate > body.walltime:
+        raise Invalid(["body", "runtime_estimate"], "runtime_estimate exceeds walltime")
+    for key in body.env:
+        if key.startswith(RESERVED_ENV):
+            raise Invalid(["body", "env", key], f"{key} is set by the executor; remove it")
+
+
+def _submit_project(db: Session, who: Principal, name: str) -> Tenant:
+    project = db.scalar(select(Tenant).where(Tenant.name == name, Tenant.kind == "project"))
+    chain = tenant_chain(db, project.id) if project is not None else ()
+    if project is None or not who.can(Cap.READ, chain):
+        raise Invalid(["body", "project"], f"unknown project {name!r} (or not yours)")
+    if not who.can(Cap.SUBMIT, chain):
+        raise Forbidden(f"{who.name} may not submit jobs to project {name}")
+    return project
+
+
+def _replay(db: Session, who: Principal, key: str, digest: str) -> Job | None:
+    job = db.scalar(select(Job).where(Job.user_id == who.user_id, Job.idempotency_key == key))
+    if job is not None and job.request_hash != digest:
+        raise Conflict(
+            f"Idempotency-Key {key!r} was already used for a different request (job {job.id})"
+        )
+    return job
+
+
+def submit(
+    db: Session,
+    who: Principal,
+    body: JobSubmit,
+    idempotency_key: str | None,
+    settings: Settings,
+    facility: Facility,
+    now: datetime,
+) -> tuple[Job, str, bool]:
+    """Create a job; returns ``(job, outcome, created)``. A replayed key returns the
+    original job with ``created=False``; outcome is accepted, held or replayed."""
+    digest = request_hash(body)
+    if idempotency_key is not None:
+        prior = _replay(db, who, idempotency_key, digest)
+        if prior is not None:
+            return prior, "replayed", False
+    project = _submit_project(db, who, body.project)
+    _validate_against_facility(body, facility)
+    state, hold_kind, reason = "pending", None, f"submitted by {who.name}"
+    if project.budget_gpu_hours is not None:
+        budget = budget_status(db, project, now)
+        if budget.exhausted:
+            if settings.budget_exhausted == "refuse":
+                raise BudgetExhausted(f"{budget.reason}; ask a partner manager for more")
+            state, hold_kind = "held", "budget"
+            reason = f"submitted by {who.name}; held: {budget.reason}"
+    job = Job(
+        project_id=project.id,
+        user_id=who.user_id,
+        name=body.name,
+        gpus=body.gpus,
+        accelerator=body.accelerator,
+        topology=body.topology.value,
+        priority=body.priority,
+        walltime=body.walltime,
+        runtime_estimate=body.runtime_estimate,
+        checkpointable=body.checkpointable,
+        checkpoint_interval=body.checkpoint_interval,
+        grace_period=body.grace_period or settings.default_grace,
+        command=list(body.command),
+        env=dict(body.env),
+        workdir=body.workdir,
+        state=state,
+        state_reason=reason,
+        hold_kind=hold_kind,
+        submitted_at=now,
+        pending_reason="waiting for the next scheduling cycle" if state == "pending" else None,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        gpu_seconds=0.0,
+        restart_count=0,
+        active=False,
+    )
+    db.add(job)
+    try:
+        db.flush()
+    except IntegrityError:
+        # Two retries with one key raced; the other one won: answer with its job.
+        db.rollback()
+        if idempotency_key is None:
+            raise
+        prior = _replay(db, who, idempotency_key, digest)
+        if prior is None:
+            raise
+        return prior, "replayed", False
+    db.add(JobEvent(job_id=job.id, at=now, from_state=None, to_state=state, reason=reason,
+                    actor=who.name))
+    record(db, who.name, "job.submit", f"job:{job.id}", now, project=project.name,
+           gpus=body.gpus, state=state)
+    db.commit()
+    return job, ("held" if state == "held" else "accepted"), True
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _names(db: Session, job: Job) -> tuple[str, str]:
+    project = db.get(Tenant, job.project_id)
+    user = db.get(User, job.user_id)
+    return (project.name if project else "?"), (user.name if user else "?")
+
+
+def visible_job(db: Session, who: Principal, job_id: int) -> tuple[Job, tuple[int, ...]]:
+    """The job and its project's ancestry, or 404 when missing or not readable."""
+    job = db.get(Job, job_id)
+    chain = tenant_chain(db, job.project_id) if job is not None else ()
+    if job is None or not who.can(Cap.READ, chain):
+        raise NotFound(f"no job {job_id}")
+    return job, chain
+
+
+def show(db: Session, who: Principal, job_id: int, now: datetime) -> JobDetail:
+    job, _ = visible_job(db, who, job_id)
+    events = db.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id))
+    project, user = _names(db, job)
+    out = job_out(job, project, user, now, JobDetail,
+                  events=[JobEventOut.model_validate(e) for e in events])
+    assert isinstance(out, JobDetail)
+    return out
+
+
+def list_jobs(
+    db: Session,
+    who: Principal,
+    now: datetime,
+    *,
+    limit: int,
+    cursor: int | None = None,
+    project: str | None = None,
+    states: Sequence[str] = (),
+    user: str | None = None,
+) -> tuple[list[JobOut], int | None]:
+    """Newest first. Keyset pagination on ``id``: pass the returned cursor back."""
+    q: Select[Any] = (
+        select(Job, Tenant.name, User.name)
+        .join(Tenant, Tenant.id == Job.project_id)
+        .join(User, User.id == Job.user_id)
+        .order_by(Job.id.desc())
+        .limit(limit + 1)
+    )
+    visible = visible_projects(db, who)
+    if project is not None:
+        pid = db.scalar(select(Tenant.id).where(Tenant.name == project, Tenant.kind == "project"))
+        if pid is None or (visible is not None and pid not in visible):
+            raise NotFound(f"no project {project!r}")
+        q = q.where(Job.project_id == pid)
+    elif visible is not None:
+        if not visible:
+            return [], None
+        q = q.where(Job.project_id.in_(visible))
+    if states:
+        q = q.where(Job.state.in_(list(states)))
+    if user is not None:
+        uid = db.scalar(select(User.id).where(User.name == user))
+        if uid is None:
+            return [], None
+        q = q.where(Job.user_id == uid)
+    if cursor is not None:
+        q = q.where(Job.id < cursor)
+    rows = db.execute(q).all()
+    items = [job_out(j, p, u, now) for j, p, u in rows[:limit]]
+    nxt = rows[limit - 1][0].id if len(rows) > limit else None
+    return items, nxt
+
+
+# --- actions ----------------------------------------------------------------------------
+
+
+def _actionable(db: Session, who: Principal, job_id: int, verb: str) -> Job:
+    job, chain = visible_job(db, who, job_id)
+    if who.can(Cap.MANAGE_ANY, chain):
+        return job
+    if job.user_id == who.user_id and who.can(Cap.MANAGE_OWN, chain):
+        return job
+    raise Forbidden(f"{who.name} may not {verb} job {job_id}")
+
+
+def _finish(db: Session, who: Principal, job: Job, verb: str, now: datetime, **detail: Any) -> Job:
+    record(db, who.name, f"job.{verb}", f"job:{job.id}", now, **detail)
+    db.commit()
+    return job
+
+
+def _why(who: Principal, verb: str, reason: str) -> str:
+    return f"{verb} by {who.name}" + (f": {reason}" if reason else "")
+
+
+def cancel(db: Session, who: Principal, job_id: int, reason: str, now: datetime) -> Job:
+    job = _actionable(db, who, job_id, "cancel")
+    changes: dict[str, Any] = {"pending_reason": None, "estimated_start": None}
+    if job.state not in ACTIVE:
+        changes["ended_at"] = now
+    # Active jobs keep their GPUs (active=True) until the executor confirms they stopped.
+    transition(db, job, "cancelled", _why(who, "cancelled", reason), who.name, now, **changes)
+    return _finish(db, who, job, "cancel", now, reason=reason)
+
+
+def hold(db: Session, who: Principal, job_id: int, reason: str, now: datetime) -> Job:
+    job = _actionable(db, who, job_id, "hold")
+    if job.state not in ("pending", "requeued"):
+        raise Conflict(f"job {job_id} is {job.state}; only pending or requeued jobs can be held")
+    transition(db, job, "held", _why(who, "held", reason), who.name, now, hold_kind="user",
+               pending_reason=None, estimated_start=None)
+    return _finish(db, who, job, "hold", now, reason=reason)
+
+
+def release(db: Session, who: Principal, job_id: int, reason: str, now: datetime) -> Job:
+    job = _actionable(db, who, job_id, "release")
+    if job.state != "held":
+        raise Conflict(f"job {job_id} is {job.state}; only held jobs can be released")
+    project = db.get(Tenant, job.project_id)
+    if project is not None and project.budget_gpu_hours is not None:
+        budget = budget_status(db, project, now)
+        if budget.exhausted:
+            raise BudgetExhausted(f"{budget.reason}; the job stays held")
+    transition(db, job, "pending", _why(who, "released", reason), who.name, now, hold_kind=None,
+               pending_reason="waiting for the next scheduling cycle")
+    return _finish(db, who, job, "release", now, reason=reason)
+
+
+def requeue(db: Session, who: Principal, job_id: int, reason: str, now: datetime) -> Job:
+    """Running: stop it (SIGTERM, grace) and queue it again. Failed: retry it. Either way
+    it resumes from the same checkpoint directory with restart count + 1."""
+    job = _actionable(db, who, job_id, "requeue")
+    why = _why(who, "requeue requested", reason)
+    if job.state in ACTIVE and job.state != "preempting":
+        transition(db, job, "preempting", why, who.name, now, stop_requested_at=None)
+    elif job.state == "failed":
+        transition(db, job, "requeued", why, who.name, now, restart_count=job.restart_count + 1,
+                   ended_at=None, exit_code=None, placement=None,
+                   pending_reason="waiting for the next scheduling cycle")
+    else:
+        raise Conflict(
+            f"job {job_id} is {job.state}; only running, starting or failed jobs can be requeued"
+        )
+    return _finish(db, who, job, "requeue", now, reason=reason)

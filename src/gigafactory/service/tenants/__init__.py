@@ -1,0 +1,1 @@
+"""Partners, programmes and projects: the share tree, with project budgets."""

@@ -1,0 +1,1 @@
+"""Usage ledger (per job, project, partner) and the partners' guarantee ledger."""
