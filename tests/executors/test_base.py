@@ -14,6 +14,7 @@ from gigafactory.executors import (
     LaunchRequest,
     LocalExecutor,
     ReportState,
+    classify_exit,
     get_executor,
 )
 
@@ -75,3 +76,25 @@ def test_registry_builds_local_and_names_valid_executors_on_error(tmp_path: Path
         ex.close()
     with pytest.raises(ExecutorError, match=r"unknown executor 'slurmm'; valid executors: local"):
         get_executor("slurmm")
+
+
+@pytest.mark.parametrize(
+    ("returncode", "kwargs", "state", "detail"),
+    [
+        (0, {}, "completed", "exit code 0"),
+        (1, {}, "failed", "exit code 1"),
+        (-6, {}, "failed", "killed by SIGABRT"),
+        (143, {}, "preempted", "stopped on SIGTERM: exit code 143"),
+        (-15, {}, "preempted", "stopped on SIGTERM: killed by SIGTERM"),
+        (0, {"stop": "preempt"}, "preempted", "preempted: exit code 0 after SIGTERM"),
+        (1, {"stop": "cancel"}, "cancelled", "cancelled: exit code 1 after SIGTERM"),
+        (-9, {"stop": "preempt", "killed_after": 2.5}, "preempted",
+         "preempted: killed by SIGKILL at the end of its 2.5 s grace period"),
+        (127, {"error": "cannot execute 'x'"}, "failed", "exit code 127: cannot execute 'x'"),
+        (None, {}, "failed", "exit status unknown"),
+    ],
+)
+def test_exit_classification_rules(
+    returncode: int | None, kwargs: dict[str, Any], state: str, detail: str
+) -> None:
+    assert classify_exit(returncode, **kwargs) == (state, detail)

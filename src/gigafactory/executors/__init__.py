@@ -18,6 +18,8 @@ from gigafactory.executors.base import (
     JobReport,
     LaunchRequest,
     ReportState,
+    classify_exit,
+    describe_exit,
 )
 from gigafactory.executors.local import LocalExecutor
 
@@ -49,5 +51,7 @@ __all__ = [
     "LaunchRequest",
     "LocalExecutor",
     "ReportState",
+    "classify_exit",
+    "describe_exit",
     "get_executor",
 ]

@@ -33,6 +33,7 @@ process was killed by signal ``N`` (Python's ``subprocess`` convention), and
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -140,6 +141,49 @@ def _validate(req: LaunchRequest) -> None:
     grace = req.grace_period
     if not isinstance(grace, int | float) or not math.isfinite(grace) or grace < 0:
         raise bad(f"grace_period must be a finite number of seconds >= 0, got {grace!r}")
+
+
+def describe_exit(returncode: int | None) -> str:
+    """``exit code 3``, ``killed by SIGKILL`` or ``exit status unknown``."""
+    if returncode is None:
+        return "exit status unknown"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def classify_exit(
+    returncode: int | None,
+    *,
+    stop: str | None = None,
+    killed_after: float | None = None,
+    error: str | None = None,
+) -> tuple[ReportState, str]:
+    """The report state and detail of an ended job, by the rules in the module doc.
+
+    ``stop`` is ``"preempt"`` or ``"cancel"`` when the executor stopped the job,
+    ``killed_after`` the grace period after which it sent SIGKILL (if it did),
+    ``error`` a message from the executor (such as "cannot execute ...").
+    """
+    how = describe_exit(returncode)
+    if killed_after is not None and returncode == -signal.SIGKILL:
+        how += f" at the end of its {killed_after:g} s grace period"
+    elif stop is not None:
+        how += " after SIGTERM"
+    if error:
+        how += f": {error}"
+    if stop == "preempt":
+        return ReportState.PREEMPTED, f"preempted: {how}"
+    if stop == "cancel":
+        return ReportState.CANCELLED, f"cancelled: {how}"
+    if returncode == 0:
+        return ReportState.COMPLETED, how
+    if returncode in (PREEMPTED_EXIT_CODE, -signal.SIGTERM):
+        return ReportState.PREEMPTED, f"stopped on SIGTERM: {how}"
+    return ReportState.FAILED, how
 
 
 @dataclass(frozen=True)

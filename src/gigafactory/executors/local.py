@@ -78,11 +78,11 @@ from gigafactory.executors._supervisor import (
     write_json_atomic,
 )
 from gigafactory.executors.base import (
-    PREEMPTED_EXIT_CODE,
     ExecutorError,
     JobReport,
     LaunchRequest,
     ReportState,
+    classify_exit,
 )
 
 _SUPERVISOR = Path(__file__).with_name("_supervisor.py")
@@ -130,17 +130,6 @@ def _dir_name(job_id: str) -> str:
     """A file-system-safe, collision-free directory name for any job id."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", job_id)[:64]
     return f"{safe}-{hashlib.sha256(job_id.encode()).hexdigest()[:12]}"
-
-
-def _describe(returncode: int | None) -> str:
-    if returncode is None:
-        return "exit status unknown"
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit code {returncode}"
 
 
 class LocalExecutor:
@@ -374,7 +363,9 @@ class LocalExecutor:
             os.close(read_fd)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 first.wait(timeout=self._start_timeout)  # exits right after its fork
-        if reply is None:
+        if reply is None:  # kill the supervisor (still in the first process's group)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(first.pid, signal.SIGKILL)
             shutil.rmtree(job_dir, ignore_errors=True)
             raise ExecutorError(
                 f"job {jid}: the local supervisor did not start within {self._start_timeout} s "
@@ -442,25 +433,12 @@ class LocalExecutor:
             )
             return
         raw = result.get("returncode")
-        rc = raw if isinstance(raw, int) else None
-        how = _describe(rc)
-        if job.killed and rc == -signal.SIGKILL:
-            how += f" at the end of its {job.grace_used:g} s grace period"
-        elif job.stop is not None:
-            how += " after SIGTERM"
-        if isinstance(result.get("error"), str):
-            how += f": {result['error']}"
-        if job.stop == "preempt":
-            job.state, job.detail = ReportState.PREEMPTED, f"preempted: {how}"
-        elif job.stop == "cancel":
-            job.state, job.detail = ReportState.CANCELLED, f"cancelled: {how}"
-        elif rc == 0:
-            job.state, job.detail = ReportState.COMPLETED, how
-        elif rc in (PREEMPTED_EXIT_CODE, -signal.SIGTERM):
-            job.state, job.detail = ReportState.PREEMPTED, f"stopped on SIGTERM: {how}"
-        else:
-            job.state, job.detail = ReportState.FAILED, how
-        job.exit_code = rc
+        error = result.get("error")
+        job.exit_code = raw if isinstance(raw, int) else None
+        job.state, job.detail = classify_exit(
+            job.exit_code, stop=job.stop, killed_after=job.grace_used if job.killed else None,
+            error=error if isinstance(error, str) else None,
+        )
 
     def _signal_group(self, job: _Job, sig: Signals) -> None:
         """Signal the job's process group, if its leader is still the same process
