@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gigafactory.twin.traces import acme, alibaba, gavel, helios, philly, pollux, tiresias
+from gigafactory.twin.traces import acme, alibaba, gavel, generic, helios, philly, pollux, tiresias
 from gigafactory.twin.traces.common import ImportOptions, ImportResult
 from gigafactory.twin.traces.schema import TraceError
 
@@ -48,6 +48,11 @@ IMPORTERS: dict[str, Importer] = {
     ),
     "tiresias": Importer(
         tiresias.load, "Tiresias simulator job CSV (job_id,num_gpu,submit_time,...,duration)"
+    ),
+    "csv": Importer(
+        generic.load,
+        "any job table (CSV, or Parquet by suffix); --map SOURCE=FIELD[*SCALE] or FIELD:=VALUE",
+        frozenset({"mapping"}),
     ),
 }
 
