@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,35 @@ def test_state_dir_is_used_by_one_executor_at_a_time(tmp_path: Path) -> None:
     LocalExecutor(tmp_path / "state").close()
     with pytest.raises(ExecutorError, match="used after close"):
         first.poll()
+
+
+def test_launch_and_poll_from_several_threads(
+    executor: LocalExecutor, make_req: Req, wait: Wait
+) -> None:
+    errors: list[BaseException] = []
+    reports: list[JobReport] = []  # list.extend is atomic: workers may share it
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(3):
+                executor.launch(make_req(f"w{worker}-{i}", py(f"raise SystemExit({i})")))
+                reports.extend(executor.poll())
+                executor.known_jobs()
+        except BaseException as exc:  # reported below, in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+    def all_ended() -> bool:
+        reports.extend(executor.poll())
+        return sum(r.state.terminal for r in reports) >= 12
+
+    wait(all_ended, "12 final reports")
+    final = [(r.job_id, r.exit_code) for r in reports if r.state.terminal]
+    expected = [(f"w{w}-{i}", i) for w in range(4) for i in range(3)]
+    assert sorted(final) == sorted(expected)  # each job ended once, with its own status

@@ -177,7 +177,12 @@ class LocalExecutor:
     # ------------------------------------------------------------------ public API
 
     def launch(self, req: LaunchRequest) -> None:
-        """Start one attempt of ``req`` (see :class:`~.base.Executor`)."""
+        """Start one attempt of ``req`` (see :class:`~.base.Executor`).
+
+        Relaunching a job id whose previous attempt has ended replaces that attempt
+        (an unpolled final report of it is dropped: the caller knows it ended).
+        Blocks only for the supervisor's start handshake (tens of milliseconds).
+        """
         if not isinstance(req, LaunchRequest):
             raise ExecutorError(f"local executor: expected a LaunchRequest, got {type(req).__name__}")
         with self._cond:
