@@ -127,4 +127,4 @@ def fluid_estimates(
     else:
         t_fit = np.where(gpus <= free_now, now, np.inf)
     drain = now + work_ahead / max(capacity, 1)
-    return np.maximum(np.maximum(t_fit, drain), now)  # type: ignore[no-any-return]
+    return np.maximum(np.maximum(t_fit, drain), now)

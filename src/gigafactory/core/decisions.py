@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from gigafactory.core.jobs import Placement
 
@@ -38,8 +39,7 @@ class ReserveJob:
     placement: Placement
 
 
-@dataclass(frozen=True, slots=True)
-class PendingStatus:
+class PendingStatus(NamedTuple):
     """Why a pending job is not running yet, and when it is expected to start.
 
     ``estimated_start`` is ``None`` when no start can be foreseen (for example, the

@@ -220,10 +220,11 @@ class Facility:
                 best = max(best, int(self.node_gpus[mask].sum()))
         return best
 
-    def watts_per_gpu(self) -> IntArray:
+    def watts_per_gpu(self) -> npt.NDArray[np.float64]:
         """Full-load watts of each node's accelerators (per GPU), for energy reports."""
         w = np.array([a.watts for a in self.spec.accelerators], dtype=np.float64)
-        return w[self.node_accel]  # type: ignore[no-any-return]
+        out: npt.NDArray[np.float64] = w[self.node_accel]
+        return out
 
 
 def _preset(name: str, accel: dict[str, Any], nodes: int, **pool: Any) -> dict[str, Any]:

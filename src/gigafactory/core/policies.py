@@ -11,11 +11,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from gigafactory.core.cycle import CycleContext
-    from gigafactory.core.scheduler import PendingJob
+    from gigafactory.core.facility import IntArray
+    from gigafactory.core.queue import PendingTable
 
-OrderKey = Callable[["CycleContext", "PendingJob"], tuple[float | int | str, ...]]
+OrderKey = Callable[["CycleContext", "PendingTable", "IntArray"], Sequence["np.ndarray"]]
 
 #: Tiresias' 2D-LAS queue thresholds in GPU-seconds of attained service.
 LAS_THRESHOLDS: tuple[float, ...] = (3_600.0, 36_000.0, 360_000.0)
@@ -44,33 +47,28 @@ class Policy:
     reclaim: bool = False
 
 
-def _fifo_key(ctx: CycleContext, job: PendingJob) -> tuple[float | int | str, ...]:
-    return (job.spec.submit_time, job.spec.id)
+# Order keys: arrays over the given queue slots, most significant first. Ties end
+# with the arrival sequence, so the order is total and deterministic.
+def _fifo_key(ctx: CycleContext, q: PendingTable, slots: IntArray) -> Sequence[np.ndarray]:
+    return (q.submit[slots], q.seq[slots])
 
 
-def _gigafactory_key(ctx: CycleContext, job: PendingJob) -> tuple[float | int | str, ...]:
-    return (-int(job.spec.priority), -float(ctx.fair_share[job.tenant]), job.spec.submit_time, job.spec.id)
+def _gigafactory_key(ctx: CycleContext, q: PendingTable, slots: IntArray) -> Sequence[np.ndarray]:
+    return (-q.prio[slots], -ctx.fair_share[q.tenant[slots]], q.submit[slots], q.seq[slots])
 
 
-def las_queue(attained_gpu_seconds: float, thresholds: Sequence[float] = LAS_THRESHOLDS) -> int:
-    """Tiresias' discretised queue: 0 for the least attained service."""
-    q = 0
-    for t in thresholds:
-        if attained_gpu_seconds < t:
-            break
-        q += 1
-    return q
+def las_queue(attained_gpu_seconds: np.ndarray, thresholds: Sequence[float] = LAS_THRESHOLDS) -> np.ndarray:
+    """Tiresias' discretised queue: 0 for the least attained service (GPU-seconds)."""
+    return np.searchsorted(np.asarray(thresholds), attained_gpu_seconds, side="right")
 
 
-def _las_key(ctx: CycleContext, job: PendingJob) -> tuple[float | int | str, ...]:
-    return (las_queue(job.attained_service), job.spec.submit_time, job.spec.id)
+def _las_key(ctx: CycleContext, q: PendingTable, slots: IntArray) -> Sequence[np.ndarray]:
+    return (las_queue(q.attained[slots]), q.submit[slots], q.seq[slots])
 
 
-def _srtf_key(ctx: CycleContext, job: PendingJob) -> tuple[float | int | str, ...]:
-    spec = job.spec
-    total = spec.oracle_runtime if spec.oracle_runtime is not None else spec.expected_runtime
-    remaining = max(0.0, total - job.attained_service / spec.gpus)
-    return (remaining, spec.submit_time, spec.id)
+def _srtf_key(ctx: CycleContext, q: PendingTable, slots: IntArray) -> Sequence[np.ndarray]:
+    remaining = np.maximum(0.0, q.oracle[slots] - q.attained[slots] / q.gpus[slots])
+    return (remaining, q.submit[slots], q.seq[slots])
 
 
 FIFO = Policy(

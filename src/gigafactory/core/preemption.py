@@ -28,7 +28,8 @@ from gigafactory.core.placement import place
 
 if TYPE_CHECKING:
     from gigafactory.core.cycle import CycleContext
-    from gigafactory.core.scheduler import PendingJob, RunningJob
+    from gigafactory.core.queue import PendingJob
+    from gigafactory.core.scheduler import RunningJob
 
 __all__ = ["PreemptJob", "kept_for_lenders", "reclaim"]
 
@@ -82,10 +83,9 @@ def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
     if urgent:
         ctx.reclaim_left -= 1
     victims = _candidates(ctx, job, is_owed)
-    chosen = _choose(ctx, job, victims)
-    if chosen is None:
+    picked = _choose(ctx, job, victims)
+    if not picked:
         return False
-    picked, nodes, counts = chosen
     names: list[str] = []
     for rj in picked:
         rj.preempting = True
@@ -134,10 +134,9 @@ def _candidates(ctx: CycleContext, job: PendingJob, is_owed: bool) -> Iterator[R
             yield rj
 
 
-def _choose(
-    ctx: CycleContext, job: PendingJob, cands: Iterable[RunningJob]
-) -> tuple[list[RunningJob], np.ndarray, np.ndarray] | None:
-    """Smallest prefix of candidates whose GPUs let the gang be placed; then prune."""
+def _choose(ctx: CycleContext, job: PendingJob, cands: Iterable[RunningJob]) -> list[RunningJob]:
+    """Smallest prefix of candidates whose GPUs let the gang be placed, pruned to the
+    victims whose nodes the placement uses. Empty when no prefix works."""
     s = ctx.s
     st = s.state
     tree = s.tree
@@ -150,10 +149,10 @@ def _choose(
         if len(picked) >= s.config.max_victims:
             break
         path = [a for a in tree.path[rj.tenant] if a not in mine]
-        if job.spec.priority is not PriorityClass.URGENT or rj.spec.priority is not PriorityClass.PREEMPTIBLE:
-            # Do not push a borrower below its entitlement by more than this one job.
-            if not any(s.used[a] - taken[a] > ctx.ent[a] + 1e-6 for a in path):
-                continue
+        cheap = job.spec.priority is PriorityClass.URGENT and rj.spec.priority is PriorityClass.PREEMPTIBLE
+        # Do not push a borrower below its entitlement by more than this one job.
+        if not cheap and not any(s.used[a] - taken[a] > ctx.ent[a] + 1e-6 for a in path):
+            continue
         picked.append(rj)
         st.release(rj.nodes, rj.counts)
         for a in tree.path[rj.tenant]:
@@ -166,11 +165,9 @@ def _choose(
     for v in picked:
         st.allocate(v.nodes, v.counts, v.expected_end)
     if result is None:
-        return None
-    nodes, counts = result
-    node_set = set(nodes.tolist())
-    needed = [v for v in picked if node_set.intersection(v.nodes.tolist())]
-    return needed, nodes, counts
+        return []
+    node_set = set(result[0].tolist())
+    return [v for v in picked if node_set.intersection(v.nodes.tolist())]
 
 
 def kept_for_lenders(ctx: CycleContext, job: PendingJob) -> int:

@@ -18,6 +18,7 @@ from gigafactory.core.decisions import Decisions
 from gigafactory.core.facility import Facility, IntArray
 from gigafactory.core.jobs import JobSpec, Placement, TopologyWish
 from gigafactory.core.policies import Policy, get_policy
+from gigafactory.core.queue import PendingJob, PendingTable
 from gigafactory.core.shares import ShareTree
 from gigafactory.core.state import ClusterState
 
@@ -52,15 +53,6 @@ class SchedulerConfig:
             raise ValueError("reservation_depth, max_victims and reclaim_attempts must be positive")
         if self.reclaim_deadline < 0 or self.preemption_grace < 0:
             raise ValueError("reclaim_deadline and preemption_grace must not be negative")
-
-
-@dataclass(slots=True)
-class PendingJob:
-    spec: JobSpec
-    tenant: int
-    accel: int | None
-    attained_service: float = 0.0
-    pending_since: float = 0.0
 
 
 @dataclass(slots=True)
@@ -106,6 +98,7 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self.state = ClusterState(facility)
         self.pending: dict[str, PendingJob] = {}
+        self.queue = PendingTable()
         self.running: dict[str, RunningJob] = {}
         n = len(tree)
         self.used = np.zeros(n)  # GPUs held, per tree node (rolled up)
@@ -142,7 +135,9 @@ class Scheduler:
             if job.gpus > blk:
                 raise ValueError(f"job {job.id}: {job.gpus} GPUs cannot fit in one block ({blk} GPUs)")
         since = job.submit_time if now is None else now
-        self.pending[job.id] = PendingJob(job, tenant, accel, attained_service, since)
+        pj = PendingJob(job, tenant, accel, attained_service, since)
+        self.pending[job.id] = pj
+        self.queue.add(pj)
         self.pending_gpus[tenant] += job.gpus
 
     def remove_pending(self, job_id: str) -> None:
@@ -150,6 +145,7 @@ class Scheduler:
         job = self.pending.pop(job_id, None)
         if job is None:
             raise KeyError(f"job {job_id} is not pending")
+        self.queue.remove(job)
         self.pending_gpus[job.tenant] -= job.spec.gpus
         self.reclaiming.pop(job_id, None)
 

@@ -243,7 +243,7 @@ def decay(value: float, elapsed: float, half_life: float) -> float:
     """Exponential decay of usage over ``elapsed`` seconds with the given half-life."""
     if half_life <= 0 or math.isinf(half_life):
         return value
-    return value * 0.5 ** (elapsed / half_life)
+    return float(value * 0.5 ** (elapsed / half_life))
 
 
 def fair_share_factor(usage_share: FloatArray, share: FloatArray) -> FloatArray:
@@ -254,4 +254,5 @@ def fair_share_factor(usage_share: FloatArray, share: FloatArray) -> FloatArray:
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(share > 0, usage_share / share, np.inf)
-    return np.power(2.0, -ratio)  # type: ignore[no-any-return]
+    out: FloatArray = np.power(2.0, -ratio)
+    return out

@@ -122,22 +122,22 @@ class ClusterState:
             if 0 < after < cap:
                 heapq.heappush(self._heaps[after], n)
             return
-        before = self.node_free[nodes]
-        after = before + delta
-        cap = f.node_gpus[nodes]
-        if (after < 0).any() or (after > cap).any():
+        old = self.node_free[nodes]
+        new = old + delta
+        caps = f.node_gpus[nodes]
+        if (new < 0).any() or (new > caps).any():
             raise ValueError("allocation would over- or under-flow a node's free count")
-        self.node_free[nodes] = after
+        self.node_free[nodes] = new
         self._free_total += int(delta.sum())
         np.add.at(self.domain_free, f.node_domain[nodes], delta)
         np.add.at(self.rack_free, f.node_rack[nodes], delta)
         np.add.at(self.block_free, f.node_block[nodes], delta)
         np.add.at(self.accel_free, f.node_accel[nodes], delta)
         np.add.at(
-            self.block_whole, f.node_block[nodes], (after == cap).astype(np.int64) - (before == cap)
+            self.block_whole, f.node_block[nodes], (new == caps).astype(np.int64) - (old == caps)
         )
-        partial = (after > 0) & (after < cap)
-        for n, k in zip(nodes[partial].tolist(), after[partial].tolist(), strict=True):
+        partial = (new > 0) & (new < caps)
+        for n, k in zip(nodes[partial].tolist(), new[partial].tolist(), strict=True):
             heapq.heappush(self._heaps[k], n)
 
     def set_node_up(self, node: int, up: bool) -> None:

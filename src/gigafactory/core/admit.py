@@ -1,0 +1,197 @@
+"""The admit step of a cycle, for one job: place, backfill, reclaim or reserve.
+
+    admit(job):
+        over a borrow or lend limit?          → wait, with the limit as the reason
+        fits on free, unclaimed GPUs?          → start
+        fits before a later reservation starts → start (backfill)
+        owed capacity, or urgent?              → preempt victims (see preemption)
+        reservation slots left?                → reserve the earliest feasible start
+        otherwise                              → wait, with the reason
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gigafactory.core import backfill, preemption
+from gigafactory.core.decisions import PendingStatus, StartJob
+from gigafactory.core.facility import IntArray
+from gigafactory.core.jobs import TopologyWish
+from gigafactory.core.placement import place
+
+if TYPE_CHECKING:
+    from gigafactory.core.cycle import CycleContext
+    from gigafactory.core.queue import PendingJob
+
+Alloc = tuple[IntArray, IntArray]
+
+
+def admit(ctx: CycleContext, job: PendingJob) -> None:
+    """Start the job if it fits; otherwise reclaim, reserve or record why it waits."""
+    if ctx.stop is not None:
+        ctx.blocked.append((job, f"behind job {ctx.stop} (strict first-come first-served)"))
+        return
+    limit = over_limit(ctx, job)
+    if limit:
+        ctx.blocked.append((job, limit))
+        return
+    alloc = try_place(ctx, job)
+    if alloc is not None:
+        start(ctx, job, alloc, "fits now")
+        return
+    if ctx.policy.backfill and ctx.reservations:
+        alloc = try_backfill(ctx, job)
+        if alloc is not None:
+            first = ctx.reservations[0].job.spec.id
+            start(ctx, job, alloc, f"backfilled: ends before the reservation of job {first} starts")
+            return
+    if ctx.policy.reclaim and preemption.reclaim(ctx, job):
+        return
+    wants_reservation = ctx.policy.reserve and (
+        len(ctx.reservations) < ctx.depth or int(job.spec.priority) not in ctx.reserved_classes
+    )
+    if ctx.policy.strict or wants_reservation:
+        reserve(ctx, job, why_waiting(ctx, job))
+        if ctx.policy.strict:
+            ctx.stop = job.spec.id
+        return
+    ctx.blocked.append((job, why_waiting(ctx, job)))
+
+
+def over_limit(ctx: CycleContext, job: PendingJob) -> str | None:
+    """A reason if starting the job would break a borrow limit or a lend limit."""
+    s = ctx.s
+    g = job.spec.gpus
+    for a in s.tree.path[job.tenant]:
+        if s.used[a] + g > s.tree.cap[a]:
+            spec = s.tree.specs[a - 1]
+            return (f"{spec.kind.value} {spec.name} is at its borrow limit "
+                    f"({int(s.used[a])} of {int(s.tree.cap[a])} GPUs in use)")
+    kept = preemption.kept_for_lenders(ctx, job)
+    if kept and s.state.free_for(job.accel) - kept < g:
+        return f"waiting for {g} GPUs: {kept} idle GPUs are kept for their owners (lend limits)"
+    return None
+
+
+def try_place(ctx: CycleContext, job: PendingJob) -> Alloc | None:
+    """Place on free (unclaimed) GPUs; remembers the smallest size that failed."""
+    spec = job.spec
+    key = (job.accel, spec.topology)
+    if spec.gpus >= ctx.fail_min.get(key, 1 << 62):
+        return None
+    alloc = place(ctx.s.state, spec.gpus, job.accel, spec.topology)
+    if alloc is None:
+        ctx.fail_min[key] = spec.gpus
+    return alloc
+
+
+def try_backfill(ctx: CycleContext, job: PendingJob) -> Alloc | None:
+    """Use GPUs claimed by reservations that start after this job is expected to end."""
+    if ctx.backfill_left <= 0:
+        return None
+    end = ctx.now + job.spec.expected_runtime
+    later = [r for r in ctx.reservations if r.start >= end and r.claim_nodes.shape[0]]
+    if not later:
+        return None
+    st = ctx.s.state
+    if st.free_for(job.accel) + ctx.claimed < job.spec.gpus:
+        return None
+    ctx.backfill_left -= 1
+    for r in later:
+        st._apply(r.claim_nodes, r.claim_counts)
+        ctx.claimed -= int(r.claim_counts.sum())
+    alloc = place(st, job.spec.gpus, job.accel, job.spec.topology)
+    if alloc is not None:  # hold the job's GPUs while re-claiming, so claims skip them
+        st._apply(alloc[0], -alloc[1])
+    for r in later:  # re-claim what is still free; the backfilled job ends before r starts
+        take = np.minimum(st.node_free[r.claim_nodes], r.claim_counts)
+        keep = take > 0
+        r.claim_nodes, r.claim_counts = r.claim_nodes[keep], take[keep]
+        st._apply(r.claim_nodes, -r.claim_counts)
+        ctx.claimed += int(r.claim_counts.sum())
+    if alloc is not None:
+        st._apply(alloc[0], alloc[1])
+    return alloc
+
+
+def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None:
+    from gigafactory.core.scheduler import RunningJob
+
+    s = ctx.s
+    nodes, counts = alloc
+    s.reclaiming.pop(job.spec.id, None)
+    s.remove_pending(job.spec.id)
+    rj = RunningJob(job.spec, job.tenant, job.accel, nodes, counts, ctx.now, None, job.attained_service)
+    s._start(rj)
+    if ctx._avail is not None:
+        ctx._avail[nodes] = np.maximum(ctx._avail[nodes], rj.expected_end)
+    ctx.starts.append(StartJob(job.spec.id, rj.placement, reason))
+
+
+def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
+    """Plan the earliest start and claim the free GPUs of its nodes for this cycle."""
+    from gigafactory.core.cycle import Reservation
+
+    s = ctx.s
+    spec = job.spec
+    planned = backfill.plan(s.state, ctx.avail(), spec.gpus, job.accel, spec.topology, ctx.now)
+    if planned is None:
+        ctx.status[spec.id] = PendingStatus(spec.id, None, reason + "; no feasible start while nodes are down")
+        ctx.blocked.append((job, reason))
+        return
+    t, nodes, counts = planned
+    claim = np.minimum(s.state.node_free[nodes], counts)
+    keep = claim > 0
+    res = Reservation(job, t, nodes, counts, nodes[keep], claim[keep])
+    if res.claim_nodes.shape[0]:
+        s.state._apply(res.claim_nodes, -res.claim_counts)
+        ctx.claimed += int(res.claim_counts.sum())
+    ctx.avail()[nodes] = t + spec.expected_runtime
+    ctx.reservations.append(res)
+    ctx.latest_reservation = max(ctx.latest_reservation, t)
+    ctx.reserved_classes.add(int(spec.priority))
+    ctx.status[spec.id] = PendingStatus(spec.id, t, reason)
+    ctx.blocked.append((job, reason))
+
+
+def why_waiting(ctx: CycleContext, job: PendingJob) -> str:
+    """The reason a job cannot start now, in words a user understands."""
+    s = ctx.s
+    spec = job.spec
+    g = spec.gpus
+    t = job.tenant
+    if g <= s.state.max_node_gpus:
+        shape = "on one node"
+    else:
+        shape = {TopologyWish.BLOCK: "in one block", TopologyWish.NVLINK: "in one NVLink domain"}.get(
+            spec.topology, "in the fewest blocks")
+    free = s.state.free_for(job.accel)
+    text = f"waiting for {g} GPUs {shape} ({free} free)"
+    if ctx.reservations:
+        first = ctx.reservations[0].job.spec
+        if free + ctx.claimed >= g:
+            text = f"behind the reservation of job {first.id}"
+        if int(first.priority) > int(spec.priority):
+            text += f"; priority class {spec.priority.name.lower()} comes after {first.priority.name.lower()}"
+    if ctx.policy.reclaim and s.used[t] > 0 and s.used[t] + g > ctx.ent[t] + 1e-6:
+        text += (f"; project {spec.project} would go above its entitlement "
+                 f"({int(s.used[t])} GPUs in use, entitled to {ctx.ent[t]:.0f})")
+    return text
+
+
+def bulk_reasons(ctx: CycleContext, slots: IntArray) -> list[str]:
+    """:func:`why_waiting` for many queued jobs, computed once per distinct shape."""
+    if slots.shape[0] == 0:
+        return []
+    s, q = ctx.s, ctx.s.queue
+    tenants, gpus = q.tenant[slots], q.gpus[slots]
+    above = np.zeros(slots.shape[0], dtype=bool)
+    if ctx.policy.reclaim:
+        used = s.used[tenants]
+        above = (used > 0) & (used + gpus > ctx.ent[tenants] + 1e-6)
+    keys = np.stack([gpus, q.topo[slots], q.accel[slots], q.prio[slots], np.where(above, tenants, -1)], axis=1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    texts = [why_waiting(ctx, q.job(int(slots[i]))) for i in first.tolist()]
+    return [texts[k] for k in inverse.reshape(-1).tolist()]

@@ -1,0 +1,115 @@
+"""The pending queue, stored by column so the cycle can sort and scan it with NumPy.
+
+Each pending job has a *slot*: a row in every column array. Removed slots are
+reused. Ordering, the saturated tail of a cycle and start-time estimates all work on
+these columns; only jobs that may actually start are touched one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from gigafactory.core.facility import IntArray
+from gigafactory.core.jobs import JobSpec, TopologyWish
+
+FloatArray = npt.NDArray[np.float64]
+TOPOLOGY_CODE = {w: i for i, w in enumerate(TopologyWish)}
+
+
+@dataclass(slots=True)
+class PendingJob:
+    spec: JobSpec
+    tenant: int
+    accel: int | None
+    attained_service: float = 0.0
+    pending_since: float = 0.0
+    slot: int = -1
+
+
+_INT_COLS = ("gpus", "prio", "tenant", "accel", "topo", "seq")
+_FLOAT_COLS = ("submit", "runtime", "oracle", "attained", "since")
+
+
+class PendingTable:
+    """Columns: gpus, prio, tenant, accel (-1 = any), topo, seq (arrival order),
+    submit, runtime (planned), oracle (true runtime or planned), attained, since."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._cap = capacity
+        self.jobs: list[PendingJob | None] = [None] * capacity
+        self.ids: list[str] = [""] * capacity
+        self.alive = np.zeros(capacity, dtype=bool)
+        for c in _INT_COLS:
+            setattr(self, c, np.zeros(capacity, dtype=np.int64))
+        for c in _FLOAT_COLS:
+            setattr(self, c, np.zeros(capacity, dtype=np.float64))
+        self._free: list[int] = list(range(capacity - 1, -1, -1))
+        self._seq = 0
+
+    # typed views of the columns (set dynamically above)
+    gpus: IntArray
+    prio: IntArray
+    tenant: IntArray
+    accel: IntArray
+    topo: IntArray
+    seq: IntArray
+    submit: FloatArray
+    runtime: FloatArray
+    oracle: FloatArray
+    attained: FloatArray
+    since: FloatArray
+
+    def _grow(self) -> None:
+        old = self._cap
+        new = old * 2
+        self.jobs.extend([None] * old)
+        self.ids.extend([""] * old)
+        self.alive = np.concatenate([self.alive, np.zeros(old, dtype=bool)])
+        for c in (*_INT_COLS, *_FLOAT_COLS):
+            arr = getattr(self, c)
+            setattr(self, c, np.concatenate([arr, np.zeros(old, dtype=arr.dtype)]))
+        self._free.extend(range(new - 1, old - 1, -1))
+        self._cap = new
+
+    def add(self, job: PendingJob) -> None:
+        if not self._free:
+            self._grow()
+        i = self._free.pop()
+        job.slot = i
+        spec = job.spec
+        self.jobs[i] = job
+        self.ids[i] = spec.id
+        self.alive[i] = True
+        self.gpus[i] = spec.gpus
+        self.prio[i] = int(spec.priority)
+        self.tenant[i] = job.tenant
+        self.accel[i] = -1 if job.accel is None else job.accel
+        self.topo[i] = TOPOLOGY_CODE[spec.topology]
+        self.seq[i] = self._seq
+        self._seq += 1
+        self.submit[i] = spec.submit_time
+        self.runtime[i] = spec.expected_runtime
+        self.oracle[i] = spec.oracle_runtime if spec.oracle_runtime is not None else spec.expected_runtime
+        self.attained[i] = job.attained_service
+        self.since[i] = job.pending_since
+
+    def remove(self, job: PendingJob) -> None:
+        i = job.slot
+        self.jobs[i] = None
+        self.alive[i] = False
+        self._free.append(i)
+        job.slot = -1
+
+    def slots(self) -> IntArray:
+        """Live slots, in arrival order."""
+        live = np.flatnonzero(self.alive)
+        return live[np.argsort(self.seq[live], kind="stable")]
+
+    def job(self, slot: int) -> PendingJob:
+        j = self.jobs[slot]
+        if j is None:
+            raise KeyError(f"slot {slot} is empty")
+        return j
