@@ -133,6 +133,7 @@ def submit(
         state_reason=reason,
         hold_kind=hold_kind,
         submitted_at=now,
+        queued_at=now,
         pending_reason="waiting for the next scheduling cycle" if state == "pending" else None,
         idempotency_key=idempotency_key,
         request_hash=digest,
@@ -283,7 +284,7 @@ def release(db: Session, who: Principal, job_id: int, reason: str, now: datetime
         if budget.exhausted:
             raise BudgetExhausted(f"{budget.reason}; the job stays held")
     transition(db, job, "pending", _why(who, "released", reason), who.name, now, hold_kind=None,
-               pending_reason="waiting for the next scheduling cycle")
+               queued_at=now, pending_reason="waiting for the next scheduling cycle")
     return _finish(db, who, job, "release", now, reason=reason)
 
 
@@ -296,7 +297,7 @@ def requeue(db: Session, who: Principal, job_id: int, reason: str, now: datetime
         transition(db, job, "preempting", why, who.name, now, stop_requested_at=None)
     elif job.state == "failed":
         transition(db, job, "requeued", why, who.name, now, restart_count=job.restart_count + 1,
-                   ended_at=None, exit_code=None, placement=None,
+                   ended_at=None, exit_code=None, queued_at=now,
                    pending_reason="waiting for the next scheduling cycle")
     else:
         raise Conflict(
