@@ -26,9 +26,10 @@ class UserError(Exception):
 
 
 def _register() -> None:
-    from gigafactory.cli import demo_cmd
+    from gigafactory.cli import demo_cmd, trace_cmd
 
     demo_cmd.register(app)
+    trace_cmd.register(app)
 
 
 _register()

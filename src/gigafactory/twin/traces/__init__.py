@@ -21,9 +21,11 @@ from gigafactory.twin.traces.schema import (
     REQUIRED,
     TraceError,
     TraceLoad,
+    file_format,
     read_trace,
     write_trace,
 )
+from gigafactory.twin.traces.stats import trace_stats
 
 __all__ = [
     "COLUMNS",
@@ -36,7 +38,9 @@ __all__ = [
     "Importer",
     "TraceError",
     "TraceLoad",
+    "file_format",
     "import_trace",
     "read_trace",
+    "trace_stats",
     "write_trace",
 ]

@@ -114,7 +114,8 @@ def _trace_files(path: Path) -> tuple[list[Path], str]:
         if not files:
             raise TraceError(f"{path}: no per-VC .trace files in this directory")
         return files, (WHOLE_CLUSTER_FILE if len(files) < len(found) else "")
-    check_input_file(path)
+    if not path.exists():
+        raise TraceError(f"{path}: no such file or directory")
     return [path], ""
 
 

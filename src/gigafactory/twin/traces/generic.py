@@ -91,6 +91,26 @@ def parse_mapping(items: tuple[str, ...]) -> dict[str, Mapping]:
     return out
 
 
+def _column(src: pd.DataFrame, m: Mapping, rules: list[Rule]) -> pd.Series:
+    """The values of field ``m.field`` from column ``m.source``: times parsed, then scaled."""
+    assert m.source is not None
+    raw = src[m.source]
+    col = raw
+    if m.field in TIME_FIELDS:
+        col, bad = to_seconds(raw)
+        rules.append(time_rule(m.source, raw, bad))
+    if m.scale is not None:
+        num = pd.to_numeric(col, errors="coerce")
+
+        def got(i: int) -> object:
+            return raw.iloc[i]
+
+        bad_num = (num.isna() & col.notna()).to_numpy(dtype=bool)
+        rules.append(Rule(f"{m.source} must be a number to scale", bad_num, got))
+        col = num * m.scale
+    return col
+
+
 def load(path: Path, opts: ImportOptions) -> ImportResult:
     """Import a job table, mapping its columns with ``opts.mapping``."""
     maps = parse_mapping(opts.mapping)
@@ -109,27 +129,13 @@ def load(path: Path, opts: ImportOptions) -> ImportResult:
     rules: list[Rule] = []
     notes: list[str] = []
     for field in COLUMNS:
-        m = maps.get(field)
-        if m is None and field in src.columns:
+        if field in maps:
+            m = maps[field]
+        elif field in src.columns:
             m = Mapping(field=field, source=field)
-        if m is None:
-            continue
-        if m.source is None:
-            df[field] = m.constant
         else:
-            col = src[m.source]
-            if field in TIME_FIELDS:
-                col, bad = to_seconds(col)
-                rules.append(time_rule(m.source, src[m.source], bad))
-            if m.scale is not None:
-                num = pd.to_numeric(col, errors="coerce")
-                rules.append(Rule(
-                    f"{m.source} must be a number to scale",
-                    (num.isna() & col.notna()).to_numpy(dtype=bool),
-                    lambda i, s=src[m.source]: s.iloc[i],
-                ))
-                col = num * m.scale
-            df[field] = col
+            continue
+        df[field] = m.constant if m.source is None else _column(src, m, rules)
         notes.append(m.describe())
     missing = [f for f in REQUIRED if f not in df.columns]
     if missing:

@@ -85,6 +85,8 @@ def load(path: Path, opts: ImportOptions) -> ImportResult:
         "duration model (the trace has none): GPU-time per application = geometric midpoint of "
         f"its Pollux GPU-time band, in GPU-hours: {bands}; duration = GPU-time / gpus "
         "(linear scaling)",
+        "Pollux's own simulator gives these applications shorter, throughput-based run times: "
+        "the offered load here is the Philly jobs' GPU-time, not the paper's",
     ]
     if "batch_size" in src.columns:
         notes.append("batch_size is not used")

@@ -318,7 +318,8 @@ def _where(df: pd.DataFrame, i: int, source: str) -> str:
     return f"{src} row {row}"
 
 
-def _format_of(path: Path) -> str:
+def file_format(path: Path) -> str:
+    """``parquet`` or ``csv`` from a trace file's suffix; a TraceError line for anything else."""
     name = path.name.lower()
     if name.endswith((".parquet", ".pq")):
         return "parquet"
@@ -341,7 +342,7 @@ def check_input_file(path: Path) -> None:
 def read_table(path: Path, *, string_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Read a CSV or Parquet file into a DataFrame; any read failure is one TraceError line."""
     check_input_file(path)
-    kind = _format_of(path)
+    kind = file_format(path)
     try:
         if kind == "parquet":
             return pd.read_parquet(path)
@@ -373,7 +374,7 @@ def write_trace(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     write never leaves half a trace. Returns the canonical table that was written.
     """
     path = Path(path)
-    kind = _format_of(path)
+    kind = file_format(path)
     out, _ = validate(df, source="trace to write", skip_invalid=False)
     if not path.parent.exists():
         raise TraceError(f"{path}: directory {path.parent} does not exist")
