@@ -67,5 +67,6 @@ def test_acme_converted_kalos_layout() -> None:
 
 
 def test_acme_wrong_columns() -> None:
-    with pytest.raises(TraceError, match="missing columns job_id, user, gpu_num, submit_time, duration needed by format acme"):
+    with pytest.raises(TraceError, match="missing columns job_id, user, gpu_num, submit_time, duration needed by format acme") as exc:
         import_trace("acme", FIX / "pollux_workload-6.csv")
+    assert str(exc.value).endswith("(found: name, time, application, num_replicas, batch_size)")

@@ -49,7 +49,7 @@ def test_philly_malformed_record_and_bad_date(tmp_path: Path) -> None:
         import_trace("philly", path)
     msg = str(exc.value)
     assert "cluster_job_log row 2: malformed job record" in msg
-    assert "cluster_job_log row 4: submitted_time must be seconds or a date, got 'yesterday'" in msg
+    assert "attempts list); row 4: submitted_time must be seconds or a date, got 'yesterday'" in msg
     assert "2 invalid rows in all" in msg
     res = import_trace("philly", path, skip_invalid=True)
     assert res.skipped["submitted_time must be seconds or a date"] == 1

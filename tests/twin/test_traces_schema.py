@@ -78,7 +78,7 @@ def test_many_bad_rows_report_the_first_three_and_the_total(tmp_path: Path) -> N
     with pytest.raises(TraceError) as exc:
         read_trace(path)
     msg = str(exc.value)
-    assert "row 3: gpus must be >= 1, got 0" in msg
+    assert msg.startswith(f"{path} row 3: gpus must be >= 1, got 0; row 5: ")  # the file is named once
     assert "row 5: gpus must be a whole number, got 2.5" in msg
     assert "row 7: duration must be a number, got 'abc'" in msg
     assert "row 9" not in msg  # only the first three are spelled out

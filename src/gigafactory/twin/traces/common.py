@@ -24,6 +24,7 @@ from gigafactory.twin.traces.schema import (
     Rule,
     TraceError,
     check_input_file,
+    describe_columns,
     validate,
 )
 
@@ -84,10 +85,9 @@ def read_source_csv(
 def require_columns(df: pd.DataFrame, required: Sequence[str], *, path: Path, fmt: str) -> None:
     missing = [c for c in required if c not in df.columns]
     if missing:
-        found = ", ".join(map(str, df.columns)) or "no columns"
         raise TraceError(
             f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-            f"needed by format {fmt} (found: {found})"
+            f"needed by format {fmt} (found: {describe_columns(list(df.columns))})"
         )
 
 

@@ -37,6 +37,7 @@ from gigafactory.twin.traces.schema import (
     SRC_COLUMN,
     Rule,
     TraceError,
+    describe_columns,
     read_table,
 )
 
@@ -122,7 +123,7 @@ def load(path: Path, opts: ImportOptions) -> ImportResult:
         src = read_source_csv(path, fmt=FORMAT, required=(), string_columns=text_cols)
     for item, m in zip(opts.mapping, maps.values(), strict=True):
         if m.source is not None and m.source not in src.columns:
-            found = ", ".join(str(c) for c in src.columns if c not in (SRC_COLUMN, ROW_COLUMN))
+            found = describe_columns(list(src.columns))
             raise TraceError(f"--map {item}: {path} has no column {m.source!r} (found: {found})")
 
     df = pd.DataFrame(index=src.index)
@@ -139,7 +140,7 @@ def load(path: Path, opts: ImportOptions) -> ImportResult:
         notes.append(m.describe())
     missing = [f for f in REQUIRED if f not in df.columns]
     if missing:
-        found = ", ".join(str(c) for c in src.columns if c not in (SRC_COLUMN, ROW_COLUMN))
+        found = describe_columns(list(src.columns))
         raise TraceError(
             f"{path}: no column for {', '.join(missing)}; name one with --map SOURCE=FIELD "
             f"or give a constant with --map FIELD:=VALUE (found: {found})"

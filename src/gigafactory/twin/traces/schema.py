@@ -233,6 +233,15 @@ def _build_rules(df: pd.DataFrame, num: dict[str, pd.Series], text: dict[str, pd
     return rules
 
 
+def describe_columns(columns: Sequence[object], limit: int = 12) -> str:
+    """A file's column names for a message: the first ``limit``, then how many more."""
+    names = [str(c) for c in columns if c not in (SRC_COLUMN, ROW_COLUMN)]
+    if not names:
+        return "no columns"
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... {len(names) - limit} more"
+
+
 def validate(
     df: pd.DataFrame,
     *,
@@ -250,10 +259,9 @@ def validate(
     """
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
-        found = ", ".join(str(c) for c in df.columns if c not in (SRC_COLUMN, ROW_COLUMN))
         raise TraceError(
             f"{source}: missing required column{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(missing)} (found: {found or 'no columns'})"
+            f"{', '.join(missing)} (found: {describe_columns(list(df.columns))})"
         )
     df = df.reset_index(drop=True)
     num = {c: _as_numbers(df[c]) for c in COLUMNS if c in df.columns and DTYPES[c] != "string"}
@@ -296,9 +304,12 @@ def validate(
 def _bad_rows_message(df: pd.DataFrame, rules: Sequence[Rule], first_rule: np.ndarray, source: str) -> str:
     positions = np.flatnonzero(first_rule >= 0)
     parts = []
+    last_src = None
     for i in positions[:MAX_REPORTED]:
         rule = rules[first_rule[i]]
-        where = _where(df, int(i), source)
+        src, row = _where(df, int(i), source)
+        where = f"row {row}" if src == last_src else f"{src} row {row}"  # name a file once
+        last_src = src
         if rule.got is None:
             parts.append(f"{where}: {rule.category}")
         else:
@@ -312,10 +323,10 @@ def _bad_rows_message(df: pd.DataFrame, rules: Sequence[Rule], first_rule: np.nd
     return msg + "; skip_invalid / --skip-invalid skips and counts them)"
 
 
-def _where(df: pd.DataFrame, i: int, source: str) -> str:
-    src = df[SRC_COLUMN].iloc[i] if SRC_COLUMN in df.columns else source
+def _where(df: pd.DataFrame, i: int, source: str) -> tuple[str, int]:
+    src = str(df[SRC_COLUMN].iloc[i]) if SRC_COLUMN in df.columns else source
     row = int(df[ROW_COLUMN].iloc[i]) if ROW_COLUMN in df.columns else i + 1
-    return f"{src} row {row}"
+    return src, row
 
 
 def file_format(path: Path) -> str:
