@@ -116,6 +116,15 @@ def test_skip_invalid_drops_and_counts_by_reason(tmp_path: Path) -> None:
     assert (load.df["job_id"] == "j000").sum() == 1
 
 
+def test_a_bad_first_copy_does_not_make_a_good_duplicate_invalid(tmp_path: Path) -> None:
+    df = _jobs(3)
+    df.loc[1, "job_id"] = "j000"
+    df.loc[0, "gpus"] = 0
+    load = read_trace(_write_csv(tmp_path, df), skip_invalid=True)
+    assert dict(load.skipped) == {"gpus must be >= 1": 1}
+    assert sorted(load.df["job_id"]) == ["j000", "j002"]
+
+
 def test_priority_is_case_insensitive(tmp_path: Path) -> None:
     df = _jobs(2)
     df["priority"] = [" Urgent", "PREEMPTIBLE"]

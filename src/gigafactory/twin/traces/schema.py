@@ -197,8 +197,6 @@ def _build_rules(df: pd.DataFrame, num: dict[str, pd.Series], text: dict[str, pd
     rules: list[Rule] = []
     job_id = text["job_id"]
     rules.append(Rule("job_id is missing", job_id.isna().to_numpy()))
-    dup = job_id.duplicated(keep="first").to_numpy() & job_id.notna().to_numpy()
-    rules.append(Rule("job_id must be unique", dup, _getter(job_id)))
     rules += _number_rules("submit_time", df["submit_time"], num["submit_time"], required=True, low=0.0)
     rules += _number_rules("gpus", df["gpus"], num["gpus"], required=True, low=1.0, whole=True)
     rules += _number_rules("duration", df["duration"], num["duration"], required=True, low=0.0, strict=True)
@@ -274,6 +272,12 @@ def validate(
     for k, rule in enumerate(rules):
         hit = np.asarray(rule.mask, dtype=bool) & (first_rule < 0)
         first_rule[hit] = k
+    # Uniqueness last, among rows valid otherwise: a bad first copy does not doom a good one.
+    ok = first_rule < 0
+    dup = np.zeros(len(df), dtype=bool)
+    dup[ok] = text["job_id"][ok].duplicated(keep="first").to_numpy(dtype=bool)
+    rules.append(Rule("job_id must be unique", dup, _getter(text["job_id"])))
+    first_rule[dup] = len(rules) - 1
     bad = first_rule >= 0
     skipped: Counter[str] = Counter()
     if bad.any():
