@@ -35,6 +35,8 @@ def admit(ctx: CycleContext, job: PendingJob) -> None:
         return
     limit = over_limit(ctx, job)
     if limit:
+        at = limit_lifted_at(ctx, job)
+        ctx.status[job.spec.id] = PendingStatus(job.spec.id, at, limit)
         ctx.blocked.append((job, limit))
         return
     alloc = try_place(ctx, job)
@@ -73,6 +75,32 @@ def over_limit(ctx: CycleContext, job: PendingJob) -> str | None:
     if kept and s.state.free_for(job.accel) - kept < g:
         return f"waiting for {g} GPUs: {kept} idle GPUs are kept for their owners (lend limits)"
     return None
+
+
+def limit_lifted_at(ctx: CycleContext, job: PendingJob) -> float | None:
+    """When enough of the capped tenants' own jobs end for this job to fit its limits."""
+    s = ctx.s
+    g = job.spec.gpus
+    at = ctx.now
+    for a in s.tree.path[job.tenant]:
+        excess = s.used[a] + g - s.tree.cap[a]
+        if excess <= 0:
+            continue
+        key = ("limit", a, g)
+        if key not in ctx.memo:
+            ends = sorted((r.expected_end, r.spec.gpus) for r in s.running.values() if a in s.tree.path[r.tenant])
+            freed, when = 0, None
+            for end, gpus in ends:
+                freed += gpus
+                if freed >= excess:
+                    when = max(end, ctx.now)
+                    break
+            ctx.memo[key] = when
+        when = ctx.memo[key]
+        if when is None:
+            return None
+        at = max(at, when)
+    return at
 
 
 def try_place(ctx: CycleContext, job: PendingJob) -> Alloc | None:

@@ -70,6 +70,7 @@ class CycleContext:
     ent: FloatArray = field(default_factory=lambda: np.zeros(0))
     fair_share: FloatArray = field(default_factory=lambda: np.zeros(0))
     committed: FloatArray = field(default_factory=lambda: np.zeros(0))
+    taken: FloatArray = field(default_factory=lambda: np.zeros(0))
     starts: list[StartJob] = field(default_factory=list)
     preemptions: list[PreemptJob] = field(default_factory=list)
     reservations: list[Reservation] = field(default_factory=list)
@@ -85,6 +86,7 @@ class CycleContext:
     latest_reservation: float = float("-inf")
     victim_pool: list[RunningJob] | None = None
     over_anc: list[tuple[int, ...]] = field(default_factory=list)
+    memo: dict[tuple[object, ...], float | None] = field(default_factory=dict)
     _avail: FloatArray | None = None
 
     def avail(self) -> FloatArray:
@@ -105,6 +107,7 @@ def snapshot(s: Scheduler, now: float) -> CycleContext:
     """Fix the inputs of this cycle: time, policy, and GPUs already being reclaimed."""
     ctx = CycleContext(s, now, s.policy, reclaim_left=s.config.reclaim_attempts)
     ctx.committed = np.zeros(len(s.tree))
+    ctx.taken = np.zeros(len(s.tree))
     for jid in list(s.reclaiming):
         job = s.pending.get(jid)
         if job is None:

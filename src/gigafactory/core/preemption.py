@@ -125,8 +125,8 @@ def _candidates(ctx: CycleContext, job: PendingJob, is_owed: bool) -> Iterator[R
     for rj in ctx.victim_pool:
         if rj.preempting or rj.spec.priority > job.spec.priority:
             continue
-        if ctx.now - rj.start_time < rj.spec.min_runtime:
-            continue
+        if ctx.now - rj.start_time < rj.spec.min_runtime or rj.start_time >= ctx.now:
+            continue  # too young to preempt (started this very cycle, or within its minimum)
         if job.accel is not None and rj.accel is not None and rj.accel != job.accel:
             continue
         borrower = is_owed and any(a not in mine for a in over_anc[rj.tenant])
@@ -141,7 +141,7 @@ def _choose(ctx: CycleContext, job: PendingJob, cands: Iterable[RunningJob]) -> 
     st = s.state
     tree = s.tree
     g = job.spec.gpus
-    taken = np.zeros(len(tree))
+    taken = ctx.taken.copy()  # what this cycle already reclaims from each tenant
     mine = set(tree.path[job.tenant])
     picked: list[RunningJob] = []
     result = None
@@ -167,7 +167,11 @@ def _choose(ctx: CycleContext, job: PendingJob, cands: Iterable[RunningJob]) -> 
     if result is None:
         return []
     node_set = set(result[0].tolist())
-    return [v for v in picked if node_set.intersection(v.nodes.tolist())]
+    needed = [v for v in picked if node_set.intersection(v.nodes.tolist())]
+    for v in needed:
+        for a in tree.path[v.tenant]:
+            ctx.taken[a] += v.spec.gpus
+    return needed
 
 
 def kept_for_lenders(ctx: CycleContext, job: PendingJob) -> int:
