@@ -149,7 +149,9 @@ def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None
 
     s = ctx.s
     nodes, counts = alloc
-    s.reclaiming.pop(job.spec.id, None)
+    if s.reclaiming.pop(job.spec.id, None) is not None:
+        for a in s.tree.path[job.tenant]:
+            ctx.committed[a] -= job.spec.gpus
     s.remove_pending(job.spec.id)
     rj = RunningJob(job.spec, job.tenant, job.accel, nodes, counts, ctx.now, None, job.attained_service)
     s._start(rj)

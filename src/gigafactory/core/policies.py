@@ -54,12 +54,11 @@ def _fifo_key(ctx: CycleContext, q: PendingTable, slots: IntArray) -> Sequence[n
 
 
 def _gigafactory_key(ctx: CycleContext, q: PendingTable, slots: IntArray) -> Sequence[np.ndarray]:
-    from gigafactory.core.preemption import headroom
-
-    # Within a class, jobs that keep their tenant within its entitlement go before
-    # jobs that would borrow (as Kueue admits nominal quota before borrowing).
-    borrows = q.gpus[slots] > headroom(ctx)[q.tenant[slots]]
-    return (-q.prio[slots], borrows, -ctx.fair_share[q.tenant[slots]], q.submit[slots], q.seq[slots])
+    # Within a class, tenants below their entitlement go before tenants at or above it
+    # (as Kueue admits nominal quota before borrowing), then by fair share and age.
+    tenant = q.tenant[slots]
+    above = ctx.s.used[tenant] >= ctx.ent[tenant] - 1e-6
+    return (-q.prio[slots], above, -ctx.fair_share[tenant], q.submit[slots], q.seq[slots])
 
 
 def las_queue(attained_gpu_seconds: np.ndarray, thresholds: Sequence[float] = LAS_THRESHOLDS) -> np.ndarray:
@@ -107,8 +106,8 @@ SRTF = Policy(
 )
 GIGAFACTORY = Policy(
     "gigafactory",
-    "The default: priority class, then jobs within their tenant's entitlement before "
-    "borrowing ones, then fair-share factor (decayed usage against the share tree), "
+    "The default: priority class, then tenants below their entitlement before those "
+    "at or above it, then fair-share factor (decayed usage against the share tree), "
     "then age; topology-aware gangs; reservations with backfill; reclaim "
     "of lent capacity for owners under their entitlement within the reclaim deadline, "
     "choosing victims that lose the least work.",

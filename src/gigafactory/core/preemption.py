@@ -17,6 +17,7 @@ lent out: jobs of tenants *above* their entitlement are preempted. Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -134,29 +135,79 @@ def _candidates(ctx: CycleContext, job: PendingJob, is_owed: bool) -> Iterator[R
             yield rj
 
 
+#: Most candidate victims looked at for one job (in lost-work order).
+MAX_CONSIDERED = 4096
+
+
+def _allowed(ctx: CycleContext, job: PendingJob, rj: RunningJob, taken: dict[int, float]) -> bool:
+    """Do not push a borrower below its entitlement by more than this one job."""
+    s = ctx.s
+    if job.spec.priority is PriorityClass.URGENT and rj.spec.priority is PriorityClass.PREEMPTIBLE:
+        return True
+    mine = s.tree.path[job.tenant]
+    return any(
+        s.used[a] - ctx.taken[a] - taken.get(a, 0.0) > ctx.ent[a] + 1e-6
+        for a in s.tree.path[rj.tenant] if a not in mine
+    )
+
+
+def _take(ctx: CycleContext, rj: RunningJob, taken: dict[int, float]) -> None:
+    for a in ctx.s.tree.path[rj.tenant]:
+        taken[a] = taken.get(a, 0.0) + rj.spec.gpus
+
+
+def _single_node_victims(ctx: CycleContext, job: PendingJob, cands: list[RunningJob]) -> list[RunningJob]:
+    """For a gang that fits on one node: the node where freeing it loses the least work,
+    and the victims there (cheapest first)."""
+    s = ctx.s
+    st, f = s.state, s.facility
+    g = job.spec.gpus
+    by_node: dict[int, list[tuple[RunningJob, int]]] = {}
+    for rj in cands:
+        for n, c in zip(rj.nodes.tolist(), rj.counts.tolist(), strict=True):
+            by_node.setdefault(n, []).append((rj, c))
+    best: tuple[float, int, list[RunningJob]] | None = None
+    for n in sorted(by_node):
+        if f.node_gpus[n] < g or not st.node_up[n] or (job.accel is not None and f.node_accel[n] != job.accel):
+            continue
+        got, cost = int(st.node_free[n]), 0.0
+        chosen: list[RunningJob] = []
+        taken: dict[int, float] = {}
+        for rj, c in by_node[n]:
+            if got >= g:
+                break
+            if not _allowed(ctx, job, rj, taken):
+                continue
+            _take(ctx, rj, taken)
+            chosen.append(rj)
+            got += c
+            cost += rj.spec.gpus * rj.progress_since_checkpoint(ctx.now)
+        if got >= g and (best is None or cost < best[0]):
+            best = (cost, n, chosen)
+    return best[2] if best else []
+
+
 def _choose(ctx: CycleContext, job: PendingJob, cands: Iterable[RunningJob]) -> list[RunningJob]:
-    """Smallest prefix of candidates whose GPUs let the gang be placed, pruned to the
-    victims whose nodes the placement uses. Empty when no prefix works."""
+    """Victims whose GPUs let the gang be placed, losing the least work; pruned to the
+    victims whose nodes the placement uses. Empty when no choice works."""
     s = ctx.s
     st = s.state
     tree = s.tree
     g = job.spec.gpus
-    taken = ctx.taken.copy()  # what this cycle already reclaims from each tenant
-    mine = set(tree.path[job.tenant])
+    pool = list(islice(cands, MAX_CONSIDERED))
+    if g <= st.max_node_gpus:
+        pool = _single_node_victims(ctx, job, pool)
+    taken: dict[int, float] = {}  # on top of what this cycle already reclaims (ctx.taken)
     picked: list[RunningJob] = []
     result = None
-    for rj in cands:  # victims' GPUs are released tentatively, and given back below
+    for rj in pool:  # victims' GPUs are released tentatively, and given back below
         if len(picked) >= s.config.max_victims:
             break
-        path = [a for a in tree.path[rj.tenant] if a not in mine]
-        cheap = job.spec.priority is PriorityClass.URGENT and rj.spec.priority is PriorityClass.PREEMPTIBLE
-        # Do not push a borrower below its entitlement by more than this one job.
-        if not cheap and not any(s.used[a] - taken[a] > ctx.ent[a] + 1e-6 for a in path):
+        if not _allowed(ctx, job, rj, taken):
             continue
+        _take(ctx, rj, taken)
         picked.append(rj)
         st.release(rj.nodes, rj.counts)
-        for a in tree.path[rj.tenant]:
-            taken[a] += rj.spec.gpus
         if st.free_for(job.accel) < g:
             continue
         result = place(st, g, job.accel, job.spec.topology)
