@@ -83,9 +83,12 @@ def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
             return False  # natural ends free the space in time: no work is lost
     if urgent:
         ctx.reclaim_left -= 1
-    victims = _candidates(ctx, job, is_owed)
-    picked = _choose(ctx, job, victims)
+    key = ("reclaim-failed", job.tenant, job.accel, spec.topology, int(spec.priority))
+    if spec.gpus >= (ctx.memo.get(key) or float("inf")):
+        return False  # a job of this tenant and shape, no larger, found no victims
+    picked = _choose(ctx, job, _candidates(ctx, job, is_owed))
     if not picked:
+        ctx.memo[key] = float(spec.gpus)
         return False
     names: list[str] = []
     for rj in picked:
@@ -136,7 +139,7 @@ def _candidates(ctx: CycleContext, job: PendingJob, is_owed: bool) -> Iterator[R
 
 
 #: Most candidate victims looked at for one job (in lost-work order).
-MAX_CONSIDERED = 4096
+MAX_CONSIDERED = 1024
 
 
 def _allowed(ctx: CycleContext, job: PendingJob, rj: RunningJob, taken: dict[int, float]) -> bool:
@@ -158,33 +161,33 @@ def _take(ctx: CycleContext, rj: RunningJob, taken: dict[int, float]) -> None:
 
 def _single_node_victims(ctx: CycleContext, job: PendingJob, cands: list[RunningJob]) -> list[RunningJob]:
     """For a gang that fits on one node: the node where freeing it loses the least work,
-    and the victims there (cheapest first)."""
+    and the victims there (cheapest first). The final choice re-checks every rule."""
     s = ctx.s
     st, f = s.state, s.facility
     g = job.spec.gpus
-    by_node: dict[int, list[tuple[RunningJob, int]]] = {}
+    none: dict[int, float] = {}
+    by_node: dict[int, list[tuple[RunningJob, int, float]]] = {}
     for rj in cands:
+        if not _allowed(ctx, job, rj, none):
+            continue
+        lost = rj.spec.gpus * rj.progress_since_checkpoint(ctx.now)
         for n, c in zip(rj.nodes.tolist(), rj.counts.tolist(), strict=True):
-            by_node.setdefault(n, []).append((rj, c))
-    best: tuple[float, int, list[RunningJob]] | None = None
+            by_node.setdefault(n, []).append((rj, c, lost))
+    best_cost, best = float("inf"), []
     for n in sorted(by_node):
         if f.node_gpus[n] < g or not st.node_up[n] or (job.accel is not None and f.node_accel[n] != job.accel):
             continue
         got, cost = int(st.node_free[n]), 0.0
         chosen: list[RunningJob] = []
-        taken: dict[int, float] = {}
-        for rj, c in by_node[n]:
-            if got >= g:
+        for rj, c, lost in by_node[n]:
+            if got >= g or cost >= best_cost:
                 break
-            if not _allowed(ctx, job, rj, taken):
-                continue
-            _take(ctx, rj, taken)
             chosen.append(rj)
             got += c
-            cost += rj.spec.gpus * rj.progress_since_checkpoint(ctx.now)
-        if got >= g and (best is None or cost < best[0]):
-            best = (cost, n, chosen)
-    return best[2] if best else []
+            cost += lost
+        if got >= g and cost < best_cost:
+            best_cost, best = cost, chosen
+    return best
 
 
 def _choose(ctx: CycleContext, job: PendingJob, cands: Iterable[RunningJob]) -> list[RunningJob]:
