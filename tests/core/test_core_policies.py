@@ -221,3 +221,16 @@ def test_node_failure_returns_the_jobs_to_requeue() -> None:
     s.node_up(node, 20)
     assert s.state.free_total == 16
     s.check_invariants()
+
+
+def test_explain_off_skips_statuses_but_not_decisions() -> None:
+    def run(explain: bool) -> Decisions:
+        s = Scheduler(preset("dev-32"), a_tree().project("p").build(), "gigafactory",
+                      SchedulerConfig(explain=explain, reservation_depth=1))
+        submit(s, *[a_job(f"j{i}", "p").gpus(g).runs("1h").at(i).build() for i, g in enumerate([32, 8, 16, 1, 4])])
+        return s.cycle(10)
+
+    on, off = run(True), run(False)
+    assert on.starts == off.starts and on.reservations == off.reservations
+    assert len(on.pending) == 4
+    assert {p.job_id for p in off.pending} <= {r.job_id for r in off.reservations}

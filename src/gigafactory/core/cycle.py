@@ -166,13 +166,16 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
     idx = np.flatnonzero(maybe)
     for slot in rest[idx].tolist():
         steps.admit(ctx, q.job(slot))
-    waiting = rest[~maybe]
-    ctx.tail = (waiting, steps.bulk_reasons(ctx, waiting))
+    if ctx.s.config.explain:
+        waiting = rest[~maybe]
+        ctx.tail = (waiting, steps.bulk_reasons(ctx, waiting))
 
 
 def estimate(ctx: CycleContext) -> None:
     """Fluid start estimates for waiting jobs without a reservation, in queue order."""
     s, q, status = ctx.s, ctx.s.queue, ctx.status
+    if not s.config.explain:
+        return
     todo = [(j, r) for j, r in ctx.blocked if j.spec.id not in status]
     slots = np.array([j.slot for j, _ in todo], dtype=np.int64)
     reasons = [r for _, r in todo]

@@ -38,7 +38,10 @@ class SchedulerConfig:
     - ``usage_half_life``: half-life of the decayed usage behind fair share;
     - ``preemption_grace``: seconds a victim is assumed to need to stop;
     - ``max_victims``: most jobs preempted for one job in one cycle;
-    - ``reclaim_attempts``: most jobs that may try preemption in one cycle.
+    - ``reclaim_attempts``: most jobs that may try preemption in one cycle;
+    - ``explain``: give every pending job an estimated start and a reason. The twin
+      turns it off for speed; then only jobs the cycle looked at one by one (starts,
+      reservations, reclaims, limits) get a status.
     """
 
     reservation_depth: int = 16
@@ -47,6 +50,7 @@ class SchedulerConfig:
     preemption_grace: float = 60.0
     max_victims: int = 64
     reclaim_attempts: int = 8
+    explain: bool = True
 
     def __post_init__(self) -> None:
         if self.reservation_depth < 0 or self.max_victims < 1 or self.reclaim_attempts < 0:
