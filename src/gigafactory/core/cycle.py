@@ -142,33 +142,49 @@ def order(ctx: CycleContext) -> IntArray:
 
 
 def saturated(ctx: CycleContext) -> bool:
-    """No free GPUs and no reservation slots left: from here on only backfill,
-    reclaim or a class's first reservation can act, so the tail is handled in bulk."""
-    if ctx.s.state.free_total or ctx.stop is not None:
-        return False
-    return not ctx.policy.reserve or len(ctx.reservations) >= ctx.depth
+    """No reservation slots left (or strict order stopped): the rest of the queue is
+    handled in bulk, looking one by one only at jobs that something could help."""
+    return ctx.stop is not None or not ctx.policy.reserve or len(ctx.reservations) >= ctx.depth
 
 
 def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
-    """The saturated tail, in bulk: jobs that backfill, reclaim or a class's first
-    reservation might help are admitted one by one, in order; every other job waits,
+    """The tail of the queue, in bulk. A job is admitted one by one, in order, only if
+    it might fit now (smaller than every size that failed for its shape), backfill,
+    reclaim, or be the head of a class without a reservation; every other job waits,
     with a reason worked out once per distinct shape."""
-    p, q = ctx.policy, ctx.s.queue
-    gpus, tenants, prio = q.gpus[rest], q.tenant[rest], q.prio[rest]
-    maybe = np.zeros(rest.shape[0], dtype=bool)
-    if p.backfill and ctx.backfill_left > 0 and ctx.claimed > 0:
-        maybe |= (gpus <= ctx.claimed) & (ctx.now + q.runtime[rest] <= ctx.latest_reservation)
+    p, q, st = ctx.policy, ctx.s.queue, ctx.s.state
+    if ctx.stop is not None:
+        ctx.tail = (rest, [f"behind job {ctx.stop} (strict first-come first-served)"] * rest.shape[0])
+        return
+    gpus, tenants, prio, accel = q.gpus[rest], q.tenant[rest], q.prio[rest], q.accel[rest]
+    free = np.where(accel < 0, st.free_total, st.accel_free[np.maximum(accel, 0)])
+    fits = gpus <= free
+    for (a, wish), g in ctx.fail_min.items():
+        fits &= ~((accel == (-1 if a is None else a)) & (q.topo[rest] == _TOPO[wish]) & (gpus >= g))
+    backfills = np.zeros(rest.shape[0], dtype=bool)
+    if p.backfill and ctx.claimed > 0:
+        backfills = (gpus <= ctx.claimed) & (ctx.now + q.runtime[rest] <= ctx.latest_reservation)
+    reclaims = np.zeros(rest.shape[0], dtype=bool)
     if p.reclaim and ctx.reclaim_left > 0:
-        maybe |= (prio == int(PriorityClass.URGENT)) | (gpus <= preemption.headroom(ctx)[tenants])
+        reclaims = (prio == int(PriorityClass.URGENT)) | (gpus <= preemption.headroom(ctx)[tenants])
+    heads = np.zeros(rest.shape[0], dtype=bool)
     if p.reserve:
         for c in sorted(set(prio.tolist()) - ctx.reserved_classes):
-            maybe[int(np.argmax(prio == c))] = True  # the head of a class without a reservation
-    idx = np.flatnonzero(maybe)
-    for slot in rest[idx].tolist():
-        steps.admit(ctx, q.job(slot))
+            heads[int(np.argmax(prio == c))] = True
+    look = fits | backfills | reclaims | heads
+    admitted = np.zeros(rest.shape[0], dtype=bool)
+    for k in np.flatnonzero(look).tolist():
+        if (fits[k] or heads[k]
+                or (backfills[k] and ctx.backfill_left > 0)
+                or (reclaims[k] and ctx.reclaim_left > 0)):
+            admitted[k] = True
+            steps.admit(ctx, q.job(int(rest[k])))
     if ctx.s.config.explain:
-        waiting = rest[~maybe]
+        waiting = rest[~admitted]
         ctx.tail = (waiting, steps.bulk_reasons(ctx, waiting))
+
+
+_TOPO = {w: i for i, w in enumerate(TopologyWish)}
 
 
 def estimate(ctx: CycleContext) -> None:
