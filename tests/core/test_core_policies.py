@@ -213,6 +213,10 @@ def test_node_failure_returns_the_jobs_to_requeue() -> None:
     d = s.cycle(0)
     node = d.starts[0].placement.nodes[0][0]
     assert s.node_down(node, 10) == ["j"]
+    submit(s, a_job("k", "p").gpus(16).runs("1h").at(10).build())
+    d = s.cycle(10)  # the failed node is out of service at once, even before j has ended
+    assert node not in [n for n, _ in d.starts[0].placement.nodes]
+    s.job_ended("k", 10)
     s.job_ended("j", 10)
     s.submit(a_job("j", "p").gpus(16).runs("1h").at(10).build(), attained_service=160)
     d = s.cycle(10)

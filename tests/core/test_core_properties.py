@@ -36,6 +36,7 @@ class World:
     policy: str
     jobs: list[tuple[float, JobSpec]]
     failures: list[tuple[float, int]] = field(default_factory=list)
+    repairs: list[tuple[float, int]] = field(default_factory=list)
 
 
 @st.composite
@@ -82,7 +83,8 @@ def worlds(draw: st.DrawFn, policy: str | None = None) -> World:
         )))
     failures = [(draw(st.sampled_from([100.0, 1000.0, 5000.0])), draw(st.integers(0, nodes - 1)))
                 for _ in range(draw(st.integers(0, 2)))]
-    return World(f, ShareTree(tenants), policy or draw(st.sampled_from(list(POLICIES))), jobs, failures)
+    repairs = [(t + draw(st.sampled_from([60.0, 2000.0])), n) for t, n in failures]
+    return World(f, ShareTree(tenants), policy or draw(st.sampled_from(list(POLICIES))), jobs, failures, repairs)
 
 
 def check_cycle(s: Scheduler, d: Decisions) -> None:
@@ -113,6 +115,8 @@ def drive(w: World, validate: bool = True) -> list[str]:
         events.append((t, 0, "submit", job))
     for t, node in w.failures:
         events.append((t, 1, "fail", node))
+    for t, node in w.repairs:
+        events.append((t, 2, "repair", node))
     ends: dict[str, float] = {}
     log: list[str] = []
     times = sorted({t for t, *_ in events} | {0.0})
@@ -132,12 +136,13 @@ def drive(w: World, validate: bool = True) -> list[str]:
                 continue
             if kind == "submit":
                 s.submit(obj)  # type: ignore[arg-type]
+            elif kind == "repair":
+                s.node_up(int(obj), now)  # type: ignore[call-overload]
             else:
                 for jid in s.node_down(int(obj), now):  # type: ignore[call-overload]
                     rj = s.job_ended(jid, now)
                     ends.pop(jid, None)
                     s.submit(rj.spec, attained_service=rj.attained(now), now=now)
-                    s.node_down(int(obj), now)  # type: ignore[call-overload]
         d = s.cycle(now)
         if validate:
             check_cycle(s, d)

@@ -30,12 +30,14 @@ def check(s: Scheduler) -> None:
         np.add.at(use, rj.nodes, rj.counts)
         for a in s.tree.path[rj.tenant]:
             used[a] += rj.spec.gpus
-    cap = np.where(s.state.node_up, f.node_gpus, 0)
+    cap = f.node_gpus
     if (use > cap).any():
         node = int(np.flatnonzero(use > cap)[0])
         raise InvariantError(f"node {node}: {int(use[node])} GPUs given out of {int(cap[node])}")
-    if not np.array_equal(s.state.node_free, cap - use):
+    if not np.array_equal(s.state.node_free + s.state.held, cap - use):
         raise InvariantError("free counts disagree with running jobs' placements")
+    if (s.state.node_free[~s.state.node_up] != 0).any() or (s.state.held[s.state.node_up] != 0).any():
+        raise InvariantError("a down node offers free GPUs, or an up node holds some back")
     if not np.allclose(used, s.used):
         raise InvariantError("per-tenant usage counters drifted")
     over = used > s.tree.cap + 1e-9

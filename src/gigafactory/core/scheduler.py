@@ -111,7 +111,6 @@ class Scheduler:
         self.now = now
         self.reclaiming: dict[str, tuple[str, ...]] = {}
         self._max_gang: dict[int | None, int] = {}
-        self._down_wanted: set[int] = set()
 
     # ----------------------------------------------------------------- events
     def submit(self, job: JobSpec, attained_service: float = 0.0, now: float | None = None) -> None:
@@ -198,32 +197,21 @@ class Scheduler:
         rj.last_checkpoint = now
 
     def node_down(self, node: int, now: float) -> list[str]:
-        """Take a node out of service. Returns the running jobs on it, which the driver
-        must end (``job_ended``) and usually requeue; the node leaves service once they
-        have ended (call again, or it is taken down at the next cycle)."""
+        """Take a node out of service at once: nothing new is placed on it. Returns the
+        running jobs on it, which the driver must end (``job_ended``) and usually
+        requeue; the GPUs they give back stay out of service until ``node_up``."""
         self._check_node(node)
-        hit = sorted(jid for jid, rj in self.running.items() if bool((rj.nodes == node).any()))
-        self._down_wanted.add(node)
-        if not hit:
-            self.state.set_node_up(node, False)
-            self._down_wanted.discard(node)
-        return hit
+        self.state.set_node_up(node, False)
+        return sorted(jid for jid, rj in self.running.items() if bool((rj.nodes == node).any()))
 
     def node_up(self, node: int, now: float) -> None:
+        """Return a repaired node to service."""
         self._check_node(node)
-        self._down_wanted.discard(node)
         self.state.set_node_up(node, True)
 
     def _check_node(self, node: int) -> None:
         if not 0 <= node < self.facility.n_nodes:
             raise ValueError(f"node {node} does not exist (0..{self.facility.n_nodes - 1})")
-
-    def _settle_down_nodes(self) -> None:
-        wanted = self._down_wanted
-        for node in sorted(wanted):
-            if int(self.state.node_free[node]) == int(self.facility.node_gpus[node]):
-                self.state.set_node_up(node, False)
-                wanted.discard(node)
 
     # ------------------------------------------------------------------ usage
     def _accrue(self, now: float) -> None:
@@ -260,7 +248,6 @@ class Scheduler:
         if now < self.now:
             raise ValueError(f"time went backwards: cycle at {now} after {self.now}")
         self._accrue(now)
-        self._settle_down_nodes()
         return run_cycle(self, now)
 
     def check_invariants(self) -> None:

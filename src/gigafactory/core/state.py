@@ -42,6 +42,7 @@ class ClusterState:
         ).astype(np.int64)
         self.node_busy_until = np.full(f.n_nodes, NEG_INF)
         self._free_total = int(self.accel_free.sum())
+        self.held = np.zeros(f.n_nodes, dtype=np.int64)  # GPUs of down nodes, not in use
         self.max_node_gpus = int(f.node_gpus.max())
         # heaps[k]: nodes believed to have exactly k free GPUs, 0 < k < node size.
         self._heaps: list[list[int]] = [[] for _ in range(self.max_node_gpus + 1)]
@@ -96,10 +97,13 @@ class ClusterState:
             np.maximum.at(self.node_busy_until, nodes, busy_until)
 
     def release(self, nodes: IntArray, counts: IntArray) -> None:
-        """Give back GPUs taken by :meth:`allocate`."""
+        """Give back GPUs taken by :meth:`allocate` (held instead, on a down node)."""
         self._apply(nodes, counts)
         whole = self.node_free[nodes] == self.facility.node_gpus[nodes]
         self.node_busy_until[nodes[whole]] = NEG_INF
+        down = ~self.node_up[nodes]
+        if down.any():
+            self._hold(nodes[down])
 
     def _apply(self, nodes: IntArray, delta: IntArray) -> None:
         f = self.facility
@@ -141,20 +145,29 @@ class ClusterState:
             heapq.heappush(self._heaps[k], n)
 
     def set_node_up(self, node: int, up: bool) -> None:
-        """Mark a node up or down. A down node counts as fully used (its GPUs are not free)."""
+        """Mark a node up or down. A down node offers no free GPUs: its free GPUs, and
+        those its jobs give back as they end, are *held* until it is up again."""
         if bool(self.node_up[node]) == up:
             return
-        cap = int(self.facility.node_gpus[node])
         arr = np.array([node], dtype=np.int64)
         if not up:
-            if int(self.node_free[node]) != cap:
-                raise ValueError(f"node {node} still runs jobs; end them before taking it down")
-            self._apply(arr, np.array([-cap], dtype=np.int64))
             self.node_up[node] = False
+            self._hold(arr)
         else:
             self.node_up[node] = True
-            self._apply(arr, np.array([cap], dtype=np.int64))
-            self.node_busy_until[node] = NEG_INF
+            back = int(self.held[node])
+            self.held[node] = 0
+            if back:
+                self._apply(arr, np.array([back], dtype=np.int64))
+            if int(self.node_free[node]) == int(self.facility.node_gpus[node]):
+                self.node_busy_until[node] = NEG_INF
+
+    def _hold(self, nodes: IntArray) -> None:
+        free = self.node_free[nodes]
+        some = free > 0
+        if some.any():
+            self.held[nodes[some]] += free[some]
+            self._apply(nodes[some], -free[some])
 
     # ------------------------------------------------------------------ checks
     def check(self) -> None:
