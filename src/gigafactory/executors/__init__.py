@@ -22,10 +22,12 @@ from gigafactory.executors.base import (
     describe_exit,
 )
 from gigafactory.executors.local import LocalExecutor
+from gigafactory.executors.twin import TwinExecutor
 
 #: Executor name -> factory. Add new executors here (one line each).
 EXECUTORS: dict[str, Callable[..., Executor]] = {
     "local": LocalExecutor,
+    "twin": TwinExecutor,
 }
 
 
@@ -51,6 +53,7 @@ __all__ = [
     "LaunchRequest",
     "LocalExecutor",
     "ReportState",
+    "TwinExecutor",
     "classify_exit",
     "describe_exit",
     "get_executor",
