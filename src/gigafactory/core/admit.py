@@ -18,7 +18,7 @@ import numpy as np
 from gigafactory.core import backfill, preemption
 from gigafactory.core.decisions import PendingStatus, StartJob
 from gigafactory.core.facility import IntArray
-from gigafactory.core.jobs import TopologyWish
+from gigafactory.core.jobs import PriorityClass, TopologyWish
 from gigafactory.core.placement import place
 
 if TYPE_CHECKING:
@@ -188,40 +188,67 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
 
 def why_waiting(ctx: CycleContext, job: PendingJob) -> str:
     """The reason a job cannot start now, in words a user understands."""
-    s = ctx.s
     spec = job.spec
-    g = spec.gpus
-    t = job.tenant
+    text = _shape_reason(ctx, spec.gpus, spec.topology, job.accel, int(spec.priority))
+    if _above(ctx, job.tenant, spec.gpus):
+        text += _entitlement_note(ctx, job.tenant)
+    return text
+
+
+def _above(ctx: CycleContext, tenant: int, gpus: int) -> bool:
+    used = ctx.s.used[tenant]
+    return bool(ctx.policy.reclaim and used > 0 and used + gpus > ctx.ent[tenant] + 1e-6)
+
+
+def _shape_reason(ctx: CycleContext, g: int, wish: TopologyWish, accel: int | None, prio: int) -> str:
+    s = ctx.s
     if g <= s.state.max_node_gpus:
         shape = "on one node"
     else:
         shape = {TopologyWish.BLOCK: "in one block", TopologyWish.NVLINK: "in one NVLink domain"}.get(
-            spec.topology, "in the fewest blocks")
-    free = s.state.free_for(job.accel)
+            wish, "in the fewest blocks")
+    free = s.state.free_for(accel)
     text = f"waiting for {g} GPUs {shape} ({free} free)"
     if ctx.reservations:
         first = ctx.reservations[0].job.spec
         if free + ctx.claimed >= g:
             text = f"behind the reservation of job {first.id}"
-        if int(first.priority) > int(spec.priority):
-            text += f"; priority class {spec.priority.name.lower()} comes after {first.priority.name.lower()}"
-    if ctx.policy.reclaim and s.used[t] > 0 and s.used[t] + g > ctx.ent[t] + 1e-6:
-        text += (f"; project {spec.project} would go above its entitlement "
-                 f"({int(s.used[t])} GPUs in use, entitled to {ctx.ent[t]:.0f})")
+        if int(first.priority) > prio:
+            text += (f"; priority class {PriorityClass(prio).name.lower()} comes after "
+                     f"{first.priority.name.lower()}")
     return text
 
 
+def _entitlement_note(ctx: CycleContext, tenant: int) -> str:
+    s = ctx.s
+    name = s.tree.names[tenant]
+    return (f"; project {name} would go above its entitlement "
+            f"({int(s.used[tenant])} GPUs in use, entitled to {ctx.ent[tenant]:.0f})")
+
+
 def bulk_reasons(ctx: CycleContext, slots: IntArray) -> list[str]:
-    """:func:`why_waiting` for many queued jobs, computed once per distinct shape."""
+    """:func:`why_waiting` for many queued jobs: one text per distinct shape, plus a
+    note per tenant that would go above its entitlement."""
     if slots.shape[0] == 0:
         return []
     s, q = ctx.s, ctx.s.queue
     tenants, gpus = q.tenant[slots], q.gpus[slots]
-    above = np.zeros(slots.shape[0], dtype=bool)
+    keys = np.stack([gpus, q.topo[slots], q.accel[slots], q.prio[slots]], axis=1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    wishes = list(TopologyWish)
+    texts = [
+        _shape_reason(ctx, int(gpus[i]), wishes[int(q.topo[slots[i]])],
+                      None if q.accel[slots[i]] < 0 else int(q.accel[slots[i]]), int(q.prio[slots[i]]))
+        for i in first.tolist()
+    ]
+    out = [texts[k] for k in inverse.reshape(-1).tolist()]
     if ctx.policy.reclaim:
         used = s.used[tenants]
-        above = (used > 0) & (used + gpus > ctx.ent[tenants] + 1e-6)
-    keys = np.stack([gpus, q.topo[slots], q.accel[slots], q.prio[slots], np.where(above, tenants, -1)], axis=1)
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    texts = [why_waiting(ctx, q.job(int(slots[i]))) for i in first.tolist()]
-    return [texts[k] for k in inverse.reshape(-1).tolist()]
+        above = np.flatnonzero((used > 0) & (used + gpus > ctx.ent[tenants] + 1e-6))
+        notes: dict[int, str] = {}
+        for k, t in zip(above.tolist(), tenants[above].tolist(), strict=True):
+            note = notes.get(t)
+            if note is None:
+                note = notes[t] = _entitlement_note(ctx, t)
+            out[k] += note
+    return out
