@@ -380,3 +380,32 @@ def test_recovery_after_the_control_plane_is_killed(
     clock.advance(30.0)
     assert ex.poll() == [JobReport("running", ReportState.COMPLETED, 0, "exit code 0")]
     assert ex.known_jobs() == {"running": "completed"}
+
+
+def test_a_clock_that_restarted_never_moves_the_timeline_back(
+    twins: Callable[..., TwinExecutor], clock: FakeClock, tmp_path: Path
+) -> None:
+    first = twins()
+    clock.advance(10.0)
+    first.launch(req(tmp_path, "j1", duration=600))  # at 600 simulated s
+    first.close()
+    clock.t = 5.0  # a reboot: the monotonic clock starts again
+    second = twins()
+    assert second.now() == 600.0
+    clock.advance(9.5)
+    assert second.known_jobs() == {"j1": "running"}
+    clock.advance(0.5)
+    assert second.known_jobs() == {"j1": "completed"}
+
+
+def test_an_unusable_checkpoint_means_starting_over(twin: TwinExecutor, clock: FakeClock,
+                                                    tmp_path: Path) -> None:
+    for job_id, content in (("other", {"job_id": "someone-else", "work_done": 500}),
+                            ("torn", None), ("junk", {"job_id": "junk", "work_done": "x"})):
+        path = tmp_path / "ckpt" / job_id / CHECKPOINT_FILE
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(content)[:-2] if content is None else json.dumps(content))
+        twin.launch(req(tmp_path, job_id, duration=600, restart_count=1))
+        assert "starting at 0 s, no periodic checkpoints ===" in log_lines(tmp_path, job_id)[0]
+    clock.advance(10.0)
+    assert {r.state for r in twin.poll()} == {"completed"}

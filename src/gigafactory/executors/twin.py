@@ -1,58 +1,55 @@
-"""The ``twin`` executor: every job is simulated, in accelerated time, so a demo of
-the control plane shows a live facility of any size without running anything.
+"""The ``twin`` executor: jobs are simulated in accelerated time, so a demo of the
+control plane shows a live facility of any size without running anything.
 
-Simulated time is ``sim0 + (clock() - real0) * speed`` seconds: ``sim0`` is 0 and
-``real0`` the first clock reading of the first instance over a state directory,
-both persisted in ``STATE_DIR/clock.json``, so a new instance continues the same
-simulated timeline (with the default ``time.monotonic``: until the next reboot).
-A new instance with another ``speed``, or one whose clock reads earlier than
-``real0``, rebases the timeline so that simulated time never jumps back.
+**Time.** Simulated time is ``sim0 + (clock() - real0) * speed`` seconds, with
+``sim0 = 0`` and ``real0`` the first clock reading over a state directory, both kept
+in ``STATE_DIR/clock.json``: a new instance continues the same timeline (with the
+default ``time.monotonic``: until a reboot). An instance with another ``speed``, or
+whose clock reads before ``real0``, rebases it so simulated time never jumps back.
 
-A job does ``$GIGAFACTORY_TWIN_DURATION`` simulated seconds of work (else the
-executor's ``default_duration``), one second of work per simulated second. With
-``$GIGAFACTORY_TWIN_CHECKPOINT_INTERVAL`` it checkpoints whenever its work reaches
-a multiple of the interval. Its checkpoint is ``twin-checkpoint.json`` in the
-request's ``checkpoint_dir`` (written atomically)::
+**Jobs.** A job does ``$GIGAFACTORY_TWIN_DURATION`` simulated seconds of work (else
+``default_duration``) and, with ``$GIGAFACTORY_TWIN_CHECKPOINT_INTERVAL``, checkpoints
+whenever its work reaches a multiple of the interval. Its checkpoint is
+``checkpoint_dir/twin-checkpoint.json``, written atomically: ``job_id``, ``work_done``
+(at the last checkpoint), ``duration``, ``restart_count``, ``lost_work`` (all
+attempts). Any attempt resumes from it if it names the same job, as a real job would.
 
-    {"job_id": ..., "work_done": <work at the last checkpoint>, "duration": ...,
-     "restart_count": ..., "lost_work": <work lost so far, all attempts>}
+**Ends**, reported by the rules of :mod:`.base` like the local executor:
 
-Any attempt (whatever its ``restart_count``) resumes from that file when it
-exists and names the same job, as a real job would. The checkpoint protocol
-(:mod:`.base`) in simulated form, with the same report rules as ``local``:
-
-* SIGTERM (:meth:`TwinExecutor.signal`, or :meth:`TwinExecutor.cancel` with a
-  grace period > 0): the job checkpoints its progress at that moment, taking no
-  time, and exits with 143, so it always ends well inside its grace period and
-  the report comes at the next poll: ``preempted`` (signal, ``preempt=True``) or
-  ``cancelled``. Nothing is lost.
-* ``cancel(..., grace=0)``: SIGKILL comes with the SIGTERM, so the job gets no
-  chance to checkpoint: it is "killed by SIGKILL" and the work since its last
-  periodic checkpoint is lost.
-* natural end: ``completed``, exit code 0 (the final checkpoint holds all work).
+* SIGTERM (:meth:`~TwinExecutor.signal`; :meth:`~TwinExecutor.cancel` with a grace
+  period > 0): the job checkpoints at that instant, taking no simulated time, and
+  exits 143, so it always beats its SIGKILL deadline and the report comes at the
+  next poll: ``preempted`` (signal, ``preempt=True``) or ``cancelled``; nothing lost.
+* ``cancel(..., grace=0)``: SIGKILL comes with the SIGTERM and the job cannot
+  checkpoint: "killed by SIGKILL"; the work since its last checkpoint is lost.
+* natural end: ``completed``, exit code 0.
 * with ``mtbf_hours``: each attempt draws a failure time, exponential with mean
-  ``mtbf_hours * 3600 / nodes`` simulated seconds (``nodes = len(req.devices)``,
-  at least 1), and the node it hits, from ``numpy.random.default_rng([seed,
-  job-id hash, restart_count])``: deterministic for a seed whatever the launch
-  order or executor restarts. If it comes before the end, the job is ``failed``
-  (exit code unknown, detail "simulated node failure on NODE ...") and the work
-  since its last checkpoint is lost.
+  ``mtbf_hours * 3600 / nodes`` simulated seconds (``nodes = len(req.devices)``, at
+  least 1), and the node hit, from ``numpy.random.default_rng([seed, hash of the
+  job id, restart_count])``: reproducible whatever the launch order, the clock
+  readings or executor restarts. A failure before the end is ``failed`` (exit code
+  unknown, detail "simulated node failure on NODE at T+..."); the work since the
+  last checkpoint is lost.
 
-The log (``req.log_path``) gets a header line per attempt, a progress line per job
-at most every ``log_interval`` simulated seconds (written by :meth:`poll`) and an
-end line with the outcome. ``STATE_DIR/jobs/*.json`` holds one small file per job
-(launch time, duration, failure draw, how it ended), so a new instance over the
-same state directory continues the jobs. Reports follow the local executor's
-rules: each state once per instance, a terminal job forgotten at the poll after
-the one that reported it (at least once across crashes), and the first poll of
-a new instance reports every job it found. One instance per state directory.
+**Logs** (``req.log_path``): a header per attempt, a progress line per running job at
+most every ``log_interval`` simulated seconds (written by :meth:`~TwinExecutor.poll`)
+and an end line with the outcome and the work lost.
+
+**Crash safety.** ``STATE_DIR/jobs/*.json`` holds one small file per job (launch time,
+work, failure draw, how it ended), so a new instance over the same state directory
+continues the jobs. Reports follow the local executor: each state once per instance,
+a terminal job forgotten at the poll after the one that reported it (at least once
+across crashes), every job reported by the first poll of a new instance. One
+instance per state directory (a lock file).
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import math
+import os
 import signal
 import threading
 import time
@@ -106,16 +103,12 @@ class _Job:
     lost_before: float  # work lost by earlier attempts
     fail_at: float | None = None  # simulated time of its node failure, if one was drawn
     fail_node: str = ""
-    state: str = "running"
+    state: ReportState = ReportState.RUNNING
     exit_code: int | None = None
     detail: str = ""
     saved: float = 0.0  # work in the checkpoint file
     logged: float = 0.0  # simulated time of the last progress line
     reported: ReportState | None = None
-
-    @property
-    def report_state(self) -> ReportState:
-        return ReportState(self.state)
 
     def work_at(self, t: float) -> float:
         return min(self.duration, self.base + max(0.0, t - self.start))
@@ -129,10 +122,7 @@ class _Job:
         return max(self.base, math.floor(work / self.interval) * self.interval)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("saved", "logged", "reported"):
-            del data[key]
-        return data
+        return {k: v for k, v in asdict(self).items() if k not in ("saved", "logged", "reported")}
 
 
 class TwinExecutor:
@@ -163,6 +153,8 @@ class TwinExecutor:
             if value is not None and not _number_ok(value, least):
                 raise ExecutorError(f"twin executor: {what} must be a finite number {least} 0, "
                                     f"got {value!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ExecutorError(f"twin executor: seed must be an integer >= 0, got {seed!r}")
         self.state_dir = Path(state_dir).absolute()
         self._jobs_dir = self.state_dir / "jobs"
         try:
@@ -199,7 +191,7 @@ class TwinExecutor:
             old = self._jobs.get(req.job_id)
             if old is not None:
                 self._refresh(old, now)
-                if old.state == "running":
+                if not old.state.terminal:
                     raise ExecutorError(
                         f"job {req.job_id}: still running under this executor; "
                         "cancel it and wait for its report before relaunching"
@@ -255,23 +247,23 @@ class TwinExecutor:
             self._check_open()
             for job_id in self._to_prune:
                 job = self._jobs.get(job_id)
-                if job is not None and job.state != "running" and job.reported == job.state:
+                if job is not None and job.state.terminal and job.reported == job.state:
                     self._forget(job)
             self._to_prune = []
             now = self.now()
             reports: list[JobReport] = []
             for job in self._jobs.values():
                 self._refresh(job, now)
-                if job.state == "running" and now - job.logged >= self._log_interval:
+                if not job.state.terminal and now - job.logged >= self._log_interval:
                     work = job.work_at(now)
                     self._log(job, f"[twin {sim_clock(now)}] job {job.job_id}: {work:.0f} of "
                                    f"{job.duration:g} s of work done ({100 * work / job.duration:.1f}%), "
                                    f"last checkpoint at {job.saved:.0f} s")
                     job.logged = now
                 if job.reported != job.state:
-                    reports.append(JobReport(job.job_id, job.report_state, job.exit_code, job.detail))
-                    job.reported = job.report_state
-                if job.state != "running":
+                    reports.append(JobReport(job.job_id, job.state, job.exit_code, job.detail))
+                    job.reported = job.state
+                if job.state.terminal:
                     self._to_prune.append(job.job_id)
             return reports
 
@@ -282,7 +274,7 @@ class TwinExecutor:
             now = self.now()
             for job in self._jobs.values():
                 self._refresh(job, now)
-            return {job_id: job.state for job_id, job in self._jobs.items()}
+            return {job_id: str(job.state) for job_id, job in self._jobs.items()}
 
     def close(self) -> None:
         """Release the state directory. Simulated jobs "keep running": simulated time
@@ -316,48 +308,56 @@ class TwinExecutor:
 
     def _refresh(self, job: _Job, now: float) -> None:
         """End the job if it finished or failed by ``now``; else record checkpoints."""
-        if job.state != "running":
+        if job.state.terminal:
             return
         done_at = job.start + max(0.0, job.duration - job.base)
         if job.fail_at is not None and job.fail_at < done_at and job.fail_at <= now:
             work = job.work_at(job.fail_at)
-            self._end(job, job.fail_at, "failed", None,
+            self._end(job, job.fail_at, ReportState.FAILED, None,
                       f"{FAILURE_DETAIL} on {job.fail_node} at {sim_clock(job.fail_at)}",
                       job.checkpoint_of(work))
         elif done_at <= now:
             state, detail = classify_exit(0)
             self._end(job, done_at, state, 0, detail, job.duration)
         elif (saved := job.checkpoint_of(job.work_at(now))) > job.saved:
-            self._write_checkpoint(job, saved, job.lost_before)
+            self._write_checkpoint(job, saved, job.lost_before, durable=False)
 
     def _stop(self, job: _Job, now: float, stop: str | None, *, killed: bool) -> None:
         """SIGTERM (and SIGKILL with it if ``killed``) at ``now``, by the base rules."""
         self._refresh(job, now)
-        if job.state != "running":
+        if job.state.terminal:
             return
         work = job.work_at(now)
         code = -signal.SIGKILL if killed else PREEMPTED_EXIT_CODE
         state, detail = classify_exit(code, stop=stop, killed_after=0.0 if killed else None)
         self._end(job, now, state, code, detail, job.checkpoint_of(work) if killed else work)
 
-    def _end(self, job: _Job, t: float, state: str, code: int | None, detail: str,
+    def _end(self, job: _Job, t: float, state: ReportState, code: int | None, detail: str,
              saved: float) -> None:
         """Record the end at simulated time ``t``: checkpoint file, log line, state file."""
         work = job.work_at(t)
         lost = job.lost_before + work - saved
         self._write_checkpoint(job, saved, lost)
-        job.state, job.exit_code, job.detail = str(state), code, detail
+        job.state, job.exit_code, job.detail = state, code, detail
         self._log(job, f"=== gigafactory {_stamp()}: job {job.job_id} attempt "
                        f"{job.restart_count + 1} {state} at {sim_clock(t)}: {detail}; "
                        f"{work:g} of {job.duration:g} s of work done, checkpoint at {saved:g} s, "
                        f"{work - saved:g} s lost ===")
         self._save(job)
 
-    def _write_checkpoint(self, job: _Job, saved: float, lost: float) -> None:
-        write_json_atomic(Path(job.checkpoint_dir) / CHECKPOINT_FILE, {
-            "job_id": job.job_id, "work_done": saved, "duration": job.duration,
-            "restart_count": job.restart_count, "lost_work": lost,
-        })
+    def _write_checkpoint(self, job: _Job, saved: float, lost: float, *,
+                          durable: bool = True) -> None:
+        """Replace the checkpoint file. Periodic ones skip the fsync (they can be
+        derived again from the state file): thousands of jobs poll cheaply."""
+        path = Path(job.checkpoint_dir) / CHECKPOINT_FILE
+        data = {"job_id": job.job_id, "work_done": saved, "duration": job.duration,
+                "restart_count": job.restart_count, "lost_work": lost}
+        if durable:
+            write_json_atomic(path, data)
+        else:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, path)
         job.saved = saved
 
     # ------------------------------------------------------------------ persistence
@@ -368,11 +368,11 @@ class TwinExecutor:
             data = read_json(path)
             try:
                 job = _Job(**(data or {}))
-                job.report_state  # noqa: B018  (validates the state)
+                job.state = ReportState(job.state)
             except (TypeError, ValueError):
                 path.unlink(missing_ok=True)  # a torn or foreign file: not a job we can run
                 continue
-            job.saved = job.checkpoint_of(job.base)
+            job.saved, job.logged = job.checkpoint_of(job.base), job.start
             self._jobs[job.job_id] = job
         real, clock = self._clock(), read_json(self.state_dir / CLOCK_FILE) or {}
         try:
@@ -386,8 +386,6 @@ class TwinExecutor:
         elif old_speed != self.speed:
             self._sim0 += (real - self._real0) * old_speed
             self._real0 = real
-        for job in self._jobs.values():
-            job.logged = job.start
         write_json_atomic(self.state_dir / CLOCK_FILE,
                           {"real0": self._real0, "sim0": self._sim0, "speed": self.speed})
 
@@ -412,7 +410,7 @@ class TwinExecutor:
         if job is None:
             raise ExecutorError(f"twin executor: unknown job {job_id!r}")
         self._refresh(job, self.now())
-        return job if job.state == "running" else None
+        return None if job.state.terminal else job
 
     def _check_open(self) -> None:
         if self._closed:
@@ -431,9 +429,8 @@ class TwinExecutor:
 
 def _number_ok(value: object, least: str) -> bool:
     """``value`` is a finite real number ``> 0`` (``least=">"``) or ``>= 0``."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        return False
-    return value > 0 if least == ">" else value >= 0
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and (value > 0 if least == ">" else value >= 0))
 
 
 def _env_seconds(req: LaunchRequest, key: str, least: str) -> float | None:
