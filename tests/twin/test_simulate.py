@@ -107,8 +107,8 @@ def test_node_failure_loses_work_since_last_checkpoint_and_requeues() -> None:
     assert j.loc["x", "failures"] == 1
     assert j.loc["x", "lost_gpu_s"] == 150 * 32
     # node 0 is down until 2000; x needs every node, so it restarts at 2000 with 700 s left
-    assert j.loc["x", "end"] == 2700
-    assert j.loc["y", ["first_start", "end"]].tolist() == [2700, 3200]
+    assert j.loc["x", ["first_start", "end"]].tolist() == [0, 2700]
+    assert j.loc["y", "status"] == "completed" and j.loc["y", "first_start"] >= 450
     assert r.outages[["node", "down", "up"]].values.tolist() == [[0, 450, 2000]]
     att = r.attempts
     held = (att["end"] - att["start"]) * att["gpus"]
@@ -205,5 +205,5 @@ def test_validation_catches_a_drifting_twin() -> None:
 
 
 def test_scheduler_config_reaches_the_core() -> None:
-    r = _reclaim_case(scheduler=SchedulerConfig(preemption_grace=5.0))
+    r = _reclaim_case(scheduler=SchedulerConfig(preemption_grace=5.0, explain=False))
     assert by_id(r).loc["b0", "first_start"] == 15

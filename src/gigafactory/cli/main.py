@@ -26,10 +26,11 @@ class UserError(Exception):
 
 
 def _register() -> None:
-    from gigafactory.cli import demo_cmd, trace_cmd
+    from gigafactory.cli import demo_cmd, trace_cmd, twin_cmd
 
     demo_cmd.register(app)
     trace_cmd.register(app)
+    twin_cmd.register(app)
 
 
 _register()

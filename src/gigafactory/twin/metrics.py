@@ -138,7 +138,7 @@ def guarantee_violations(r: SimResult) -> pd.DataFrame:
         times, d_alloc, d_dem = times_all[sl], da_all[sl], dd_all[sl]
         alloc = np.cumsum(d_alloc)
         dem = np.cumsum(d_dem)
-        last = np.append(times[1:] != times[:-1], True)  # the state after each instant
+        last = np.append(times[1:] != times[:-1], True)[: times.size]  # the state after each instant
         times, alloc, dem = times[last], alloc[last], dem[last]
         seg_end = np.append(times[1:], r.end_time)
         length = np.maximum(0.0, seg_end - times)

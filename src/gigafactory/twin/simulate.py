@@ -59,7 +59,8 @@ class SimConfig:
     """How the twin runs. ``cycle_interval`` 0 with ``cycle_on_events`` is event mode."""
 
     policy: str = "gigafactory"
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    # the twin reads no pending job's estimate or reason: the core may skip them
+    scheduler: SchedulerConfig = field(default_factory=lambda: SchedulerConfig(explain=False))
     cycle_on_events: bool = True
     cycle_interval: float = 0.0
     failures: FailureModel | None = None
@@ -273,6 +274,7 @@ class Simulation:
         self.unfinished = n
         self.next_arrival = 0
         self.last_cycle = -math.inf
+        self.dirty = True  # something changed since the last cycle (interval mode skips otherwise)
         self.stalled: str | None = None
         self.failure = (
             FailureProcess(cfg.failures, facility.n_nodes)
@@ -331,6 +333,7 @@ class Simulation:
         self._specs[j] = spec
         self._live[spec.id] = j
         self._enqueue(j, t)
+        self.dirty = True
         nxt = j + 1
         self.next_arrival = nxt
         if nxt < self.n:
@@ -349,13 +352,19 @@ class Simulation:
         self.pending += 1
 
     def _cycle(self, t: float, tick: int, _b: int) -> None:
-        cfg = self.config
-        if tick and self.unfinished:
-            self.kernel.schedule(t + cfg.cycle_interval, EventKind.CYCLE, 1)
-        if t == self.last_cycle or not self.sched.pending:
+        if tick:
+            if self.unfinished:
+                self.kernel.schedule(t + self.config.cycle_interval, EventKind.CYCLE, 1)
+            if not self.dirty:
+                return  # nothing happened since a cycle that decided nothing
+        if not self.sched.pending:
+            self.dirty = False
+            return
+        if t == self.last_cycle:
             return
         self.last_cycle = t
         d = self.sched.cycle(t)
+        self.dirty = bool(d.starts or d.preemptions)
         for s in d.starts:
             self._start(t, s)
         for p in d.preemptions:
@@ -426,6 +435,7 @@ class Simulation:
         del self._live[jid]
         del self._specs[j]
         self.unfinished -= 1
+        self.dirty = True
         if self.unfinished == 0:
             self.kernel.stopped = True
         elif self.config.cycle_on_events:
@@ -455,6 +465,7 @@ class Simulation:
         self._close(j, t, reason, work, saved)
         self.progress[j] += saved
         self._enqueue(j, t)
+        self.dirty = True
         if self.config.cycle_on_events:
             self.kernel.request_cycle(t)
 
@@ -502,6 +513,7 @@ class Simulation:
         self.o_down.append(t)
         self.o_up.append(math.nan)
         self.kernel.schedule(repair_at, EventKind.NODE_REPAIR, node)
+        self.dirty = True
         if self.config.cycle_on_events:
             self.kernel.request_cycle(t)
 
@@ -510,6 +522,7 @@ class Simulation:
         self.node_up[node] = True
         self.up_gpus += self._node_gpus[node]
         self.o_up[self._outage_row.pop(node)] = t
+        self.dirty = True
         if self.config.cycle_on_events:
             self.kernel.request_cycle(t)
 
@@ -626,7 +639,9 @@ class Simulation:
         out += [
             f"policy {self.sched.policy.name}: {self.sched.policy.doc}",
             f"scheduler config: {cfg.scheduler}",
-            f"scheduling cycle runs {cfg.cycle_text}",
+            f"scheduling cycle runs {cfg.cycle_text}"
+            + ("; a periodic cycle is skipped when nothing happened since a cycle that decided "
+               "nothing (the core would decide the same)" if cfg.cycle_interval > 0 else ""),
             f"a started job holds its GPUs at once; useful work starts after {cfg.start_overhead:g} s",
             "checkpoints cost nothing and happen every checkpoint_interval seconds of work in each attempt",
             f"a preempted job stops {self._grace:g} s after SIGTERM (the core's preemption grace), "
