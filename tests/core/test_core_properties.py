@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 from builders import a_facility
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -97,6 +98,8 @@ def check_cycle(s: Scheduler, d: Decisions) -> None:
         assert len(set(nodes)) == len(nodes)
     assert {p.job_id for p in d.pending} == set(s.pending), "every pending job has a status"
     for r in d.reservations:
+        if not r.firm:
+            continue  # a borrowing reservation yields to tenants claiming their entitlement
         for node, need in r.placement.nodes:
             busy_then = sum(
                 int(c)
@@ -135,7 +138,13 @@ def drive(w: World, validate: bool = True) -> list[str]:
             if t != now:
                 continue
             if kind == "submit":
-                s.submit(obj)  # type: ignore[arg-type]
+                job: JobSpec = obj  # type: ignore[assignment]
+                caps = [s.tree.cap[a] for a in s.tree.path[s.tree.index[job.project]]]
+                if job.gpus > min(caps):  # can never run under its limits: refused clearly
+                    with pytest.raises(ValueError, match="may ever hold"):
+                        s.submit(job)
+                    continue
+                s.submit(job)
             elif kind == "repair":
                 s.node_up(int(obj), now)  # type: ignore[call-overload]
             else:

@@ -1,9 +1,8 @@
 """Review of the scheduling core: edge cases found by reading the code.
 
-Tests marked ``xfail(strict=True)`` demonstrate a bug that is still open (the reason
-names it); once the code is fixed they pass, the strict mark turns them red, and the
-mark should be dropped. The others are regression tests of behaviour checked to be
-right.
+Each test pins down a bug found in review (now fixed) or behaviour checked to be
+right: heterogeneous pools, several sites, failed nodes, lend and borrow limits,
+reasons and estimates per accelerator type.
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ def submit(s: Scheduler, *jobs: JobSpec) -> None:
 
 
 # ------------------------------------------------------------ heterogeneous pools
-@pytest.mark.xfail(strict=True, reason="_fewest_blocks mixes pools of one site when accelerator is None")
 def test_gang_without_accelerator_never_spans_types_in_a_mixed_site() -> None:
     f = facility([pool("B200", 4, gpus_per_node=4, per_block=4), pool("H100", 4)])
     s = Scheduler(f, a_tree().project("p").build())
@@ -68,7 +66,6 @@ def test_gang_without_accelerator_never_spans_types_in_a_mixed_site() -> None:
     s.check_invariants()  # today: "gang spans sites or accelerator types"
 
 
-@pytest.mark.xfail(strict=True, reason="_fewest_blocks sizes the gang with one pool's node size, another's blocks")
 def test_gang_without_accelerator_starts_on_the_smaller_node_pool() -> None:
     f = facility([pool("H100", 2, per_block=1), pool("B200", 4, gpus_per_node=4, per_block=2)])
     s = Scheduler(f, a_tree().project("p").build())
@@ -79,7 +76,6 @@ def test_gang_without_accelerator_starts_on_the_smaller_node_pool() -> None:
     assert started(d) == ["big"]
 
 
-@pytest.mark.xfail(strict=True, reason="backfill.plan mixes node sizes of one site: counts above node capacity")
 def test_reservation_plan_stays_within_node_capacity_in_a_mixed_site() -> None:
     f = facility([pool("H100", 2, per_block=1), pool("B200", 4, gpus_per_node=4, per_block=2)])
     st = ClusterState(f)
@@ -91,7 +87,6 @@ def test_reservation_plan_stays_within_node_capacity_in_a_mixed_site() -> None:
     assert len(set(f.node_accel[nodes].tolist())) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="backfill.plan treats gpus <= the largest node as single-node only")
 def test_multi_node_gang_on_a_small_node_pool_gets_a_reservation() -> None:
     f = facility([pool("H100", 2), pool("B200", 4, gpus_per_node=4)])
     s = Scheduler(f, a_tree().project("p").build())
@@ -103,7 +98,6 @@ def test_multi_node_gang_on_a_small_node_pool_gets_a_reservation() -> None:
     assert at == 3600.0
 
 
-@pytest.mark.xfail(strict=True, reason="submit checks the NVLink domain / block size over all pools, not the job's type")
 def test_submit_rejects_an_nvlink_gang_bigger_than_its_accelerators_domain() -> None:
     f = facility([pool("H100", 2), pool("B200", 4, gpus_per_node=4)])
     s = Scheduler(f, a_tree().project("p").build())
@@ -111,7 +105,6 @@ def test_submit_rejects_an_nvlink_gang_bigger_than_its_accelerators_domain() -> 
         s.submit(a_job("nv", "p").gpus(6).on("B200").topology(TopologyWish.NVLINK).build())
 
 
-@pytest.mark.xfail(strict=True, reason="victims filtered by requested accelerator, not the one they run on")
 def test_reclaim_looks_at_the_accelerator_a_victim_actually_runs_on() -> None:
     f = facility([pool("H100", 2), pool("B200", 2)])
     s = Scheduler(f, a_tree().project("a", guarantee=16).project("b").build(), "gigafactory",
@@ -125,7 +118,6 @@ def test_reclaim_looks_at_the_accelerator_a_victim_actually_runs_on() -> None:
     assert [p.job_id for p in d.preemptions] == ["b0"]
 
 
-@pytest.mark.xfail(strict=True, reason="a waiting H100 job is told it is behind a B200 reservation")
 def test_reason_never_names_a_reservation_on_another_accelerator() -> None:
     f = facility([pool("H100", 2), pool("B200", 2)])
     s = Scheduler(f, a_tree().project("p").build(), "gigafactory", SchedulerConfig(reservation_depth=1))
@@ -139,7 +131,6 @@ def test_reason_never_names_a_reservation_on_another_accelerator() -> None:
     assert "bb" not in status(d, "hh")[1]  # H100 is simply full until t=3600
 
 
-@pytest.mark.xfail(strict=True, reason="fluid estimate compares with free GPUs of every type (free_total)")
 def test_estimate_respects_the_accelerator_type() -> None:
     f = facility([pool("H100", 2), pool("B200", 2)])
     s = Scheduler(f, a_tree().project("p").build(), "las")
@@ -153,7 +144,6 @@ def test_estimate_respects_the_accelerator_type() -> None:
 
 
 # ------------------------------------------------------------ nodes down
-@pytest.mark.xfail(strict=True, reason="_choose releases/reallocates a victim on a down node: ValueError, state corrupted")
 def test_urgent_reclaim_with_a_victim_on_a_down_node_does_not_crash() -> None:
     s = Scheduler(a_facility().nodes(4).per_block(2).build(), a_tree().project("x").project("y").build())
     submit(s, *[a_job(f"p{i}", "y").gpus(8).runs("5h").preemptible().build() for i in range(4)])
@@ -183,7 +173,6 @@ def test_job_ended_on_a_down_node_keeps_its_gpus_out_of_service() -> None:
 
 
 # ------------------------------------------------------------ placement
-@pytest.mark.xfail(strict=True, reason="_within_one tries only 4 best-fit blocks; a free 5th is never used")
 def test_block_gang_uses_a_wholly_free_block_beyond_the_first_candidates() -> None:
     s = Scheduler(a_facility().nodes(10).per_block(2).build(), a_tree().project("p").build())
     for n in range(8):  # blocks 0-3: every node has 6 of 8 GPUs free; block 4 is idle
@@ -207,7 +196,6 @@ def test_gangs_never_span_sites() -> None:
 
 
 # ------------------------------------------------------------ limits and reasons
-@pytest.mark.xfail(strict=True, reason="limit_lifted_at returns now for a lend-limit wait")
 def test_lend_limited_wait_is_not_estimated_to_start_now() -> None:
     s = Scheduler(a_facility().nodes(4).per_block(2).build(),
                   a_tree().project("owner", guarantee=32, lend_limit=0).project("b").build())
@@ -230,7 +218,6 @@ def test_lend_limit_lets_others_use_exactly_the_lendable_part() -> None:
     s.check_invariants()
 
 
-@pytest.mark.xfail(strict=True, reason="a gang above its project's cap waits forever with 'at its borrow limit (0 of 8)'")
 def test_gang_above_its_projects_cap_is_refused_or_explained() -> None:
     s = Scheduler(a_facility().nodes(4).per_block(2).build(),
                   a_tree().project("p", guarantee=0, borrow_limit=8).build())

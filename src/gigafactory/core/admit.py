@@ -35,7 +35,7 @@ def admit(ctx: CycleContext, job: PendingJob) -> None:
         return
     limit = over_limit(ctx, job)
     if limit:
-        at = limit_lifted_at(ctx, job)
+        at = None if "lend limits" in limit else limit_lifted_at(ctx, job)
         ctx.status[job.spec.id] = PendingStatus(job.spec.id, at, limit)
         ctx.blocked.append((job, limit))
         return
@@ -44,10 +44,11 @@ def admit(ctx: CycleContext, job: PendingJob) -> None:
         start(ctx, job, alloc, "fits now")
         return
     if ctx.policy.backfill and ctx.reservations:
-        alloc = try_backfill(ctx, job)
-        if alloc is not None:
-            first = ctx.reservations[0].job.spec.id
-            start(ctx, job, alloc, f"backfilled: ends before the reservation of job {first} starts")
+        owed = ctx.policy.reclaim and preemption.owed(ctx, job)
+        got = try_backfill(ctx, job, owed)
+        if got is not None:
+            alloc, around = got
+            start(ctx, job, alloc, around)
             return
     if ctx.policy.reclaim and preemption.reclaim(ctx, job):
         return
@@ -69,6 +70,9 @@ def over_limit(ctx: CycleContext, job: PendingJob) -> str | None:
     for a in s.tree.path[job.tenant]:
         if s.used[a] + g > s.tree.cap[a]:
             spec = s.tree.specs[a - 1]
+            if g > s.tree.cap[a]:  # limits were lowered after the job was submitted
+                return (f"asks for more GPUs than {spec.kind.value} {spec.name} may ever hold "
+                        f"({int(s.tree.cap[a])}); it cannot start unless the limit is raised")
             return (f"{spec.kind.value} {spec.name} is at its borrow limit "
                     f"({int(s.used[a])} of {int(s.tree.cap[a])} GPUs in use)")
     kept = preemption.kept_for_lenders(ctx, job)
@@ -115,12 +119,16 @@ def try_place(ctx: CycleContext, job: PendingJob) -> Alloc | None:
     return alloc
 
 
-def try_backfill(ctx: CycleContext, job: PendingJob) -> Alloc | None:
-    """Use GPUs claimed by reservations that start after this job is expected to end."""
+def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tuple[Alloc, str] | None:
+    """Use GPUs claimed by reservations that start after this job is expected to end,
+    or, for a job within its tenant's entitlement (``owed``), by reservations of
+    borrowing jobs. Returns the placement and the reason."""
     if ctx.backfill_left <= 0:
         return None
     end = ctx.now + job.spec.expected_runtime
-    later = [r for r in ctx.reservations if r.start >= end and r.claim_nodes.shape[0]]
+    mine = ctx.s.tree.path[job.tenant]
+    later = [r for r in ctx.reservations if r.claim_nodes.shape[0] and (
+        r.start >= end or (owed and any(a not in mine for a in r.borrowing)))]
     if not later:
         return None
     st = ctx.s.state
@@ -133,15 +141,21 @@ def try_backfill(ctx: CycleContext, job: PendingJob) -> Alloc | None:
     alloc = place(st, job.spec.gpus, job.accel, job.spec.topology)
     if alloc is not None:  # hold the job's GPUs while re-claiming, so claims skip them
         st._apply(alloc[0], -alloc[1])
-    for r in later:  # re-claim what is still free; the backfilled job ends before r starts
+    for r in later:  # re-claim what is still free
         take = np.minimum(st.node_free[r.claim_nodes], r.claim_counts)
         keep = take > 0
         r.claim_nodes, r.claim_counts = r.claim_nodes[keep], take[keep]
         st._apply(r.claim_nodes, -r.claim_counts)
         ctx.claimed += int(r.claim_counts.sum())
-    if alloc is not None:
-        st._apply(alloc[0], alloc[1])
-    return alloc
+    if alloc is None:
+        return None
+    st._apply(alloc[0], alloc[1])
+    used = set(alloc[0].tolist())
+    hit = next((r for r in later if used.intersection(r.nodes.tolist())), later[0])
+    if hit.start >= end:
+        return alloc, f"backfilled: ends before the reservation of job {hit.job.spec.id} starts"
+    return alloc, (f"within its entitlement, ahead of the reservation of job {hit.job.spec.id}, "
+                   f"which would borrow")
 
 
 def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None:
@@ -174,7 +188,9 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
     t, nodes, counts = planned
     claim = np.minimum(s.state.node_free[nodes], counts)
     keep = claim > 0
-    res = Reservation(job, t, nodes, counts, nodes[keep], claim[keep])
+    borrowing = tuple(a for a in s.tree.path[job.tenant] if s.used[a] + spec.gpus > ctx.ent[a] + 1e-6)
+    res = Reservation(job, t, nodes, counts, nodes[keep], claim[keep],
+                      borrowing if ctx.policy.reclaim else (), int(s.facility.node_accel[nodes[0]]))
     if res.claim_nodes.shape[0]:
         s.state._apply(res.claim_nodes, -res.claim_counts)
         ctx.claimed += int(res.claim_counts.sum())
@@ -202,16 +218,18 @@ def _above(ctx: CycleContext, tenant: int, gpus: int) -> bool:
 
 def _shape_reason(ctx: CycleContext, g: int, wish: TopologyWish, accel: int | None, prio: int) -> str:
     s = ctx.s
-    if g <= s.state.max_node_gpus:
+    if g <= s.state.node_size_for(accel):
         shape = "on one node"
     else:
         shape = {TopologyWish.BLOCK: "in one block", TopologyWish.NVLINK: "in one NVLink domain"}.get(
             wish, "in the fewest blocks")
     free = s.state.free_for(accel)
     text = f"waiting for {g} GPUs {shape} ({free} free)"
-    if ctx.reservations:
-        first = ctx.reservations[0].job.spec
-        if free + ctx.claimed >= g:
+    same = [r for r in ctx.reservations if accel is None or r.accel == accel]
+    if same:
+        first = same[0].job.spec
+        claimed = sum(int(r.claim_counts.sum()) for r in same)
+        if free + claimed >= g:
             text = f"behind the reservation of job {first.id}"
         if int(first.priority) > prio:
             text += (f"; priority class {PriorityClass(prio).name.lower()} comes after "

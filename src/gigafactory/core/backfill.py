@@ -37,54 +37,44 @@ def plan(
     wish: TopologyWish,
     now: float,
 ) -> tuple[float, IntArray, IntArray] | None:
-    """Earliest start and whole-node placement for a gang; ``None`` if never possible."""
+    """Earliest start and whole-node placement for a gang; ``None`` if never possible.
+
+    The gang stays within one unit: a pool (any / fewest blocks), a block or an NVLink
+    domain. On a unit whose nodes are big enough it takes one node.
+    """
     f = state.facility
-    eligible = state.node_up.copy()
-    if accel is not None:
-        eligible &= f.node_accel == accel
-    if gpus <= state.max_node_gpus:
-        ok = eligible & (f.node_gpus >= gpus)
-        if not ok.any():
-            return None
-        a = np.where(ok, avail, np.inf)
-        node = int(np.argmin(a))
-        if not np.isfinite(a[node]):
-            return None
-        return max(now, float(a[node])), np.array([node], dtype=np.int64), np.array([gpus], dtype=np.int64)
-    best: tuple[float, IntArray] | None = None  # (time, nodes)
-    for s, e in _units(state, wish):
-        ok = eligible[s:e]
-        idx = s + np.flatnonzero(ok)
+    if gpus <= state.node_size_for(accel):
+        wish = TopologyWish.ANY  # one node satisfies every wish
+    level = {TopologyWish.BLOCK: "block", TopologyWish.NVLINK: "domain"}.get(wish, "pool")
+    starts, ends = state.ranges[level]
+    ok = np.ones(starts.shape[0], dtype=bool) if accel is None else f.node_accel[starts] == accel
+    best: tuple[float, IntArray, IntArray] | None = None
+    for s, e in zip(starts[ok].tolist(), ends[ok].tolist(), strict=True):
+        idx = s + np.flatnonzero(state.node_up[s:e])
         if idx.shape[0] == 0:
             continue
-        gpn = int(f.node_gpus[idx[0]])
-        need = -(-gpus // gpn)
-        if idx.shape[0] < need:
-            continue
+        gpn = int(f.node_gpus[s])
         times = avail[idx]
-        t = float(np.partition(times, need - 1)[need - 1])
+        if gpn >= gpus:
+            k = int(np.argmin(times))
+            t = float(times[k])
+            nodes, counts = idx[k : k + 1], np.array([gpus], dtype=np.int64)
+        else:
+            need = -(-gpus // gpn)
+            if idx.shape[0] < need:
+                continue
+            t = float(np.partition(times, need - 1)[need - 1])
+            if best is not None and t >= best[0]:
+                continue
+            nodes = _fewest_block_pick(f.node_block, idx[times <= t], need)
+            counts = np.full(need, gpn, dtype=np.int64)
+            counts[-1] = gpus - gpn * (need - 1)
         if np.isfinite(t) and (best is None or t < best[0]):
-            best = (t, _fewest_block_pick(f.node_block, idx[times <= t], need))
+            best = (t, nodes, counts)
     if best is None:
         return None
-    t, nodes = best
-    gpn = int(f.node_gpus[nodes[0]])
-    counts = np.full(nodes.shape[0], gpn, dtype=np.int64)
-    rem = gpus - gpn * (nodes.shape[0] - 1)
-    counts[-1] = rem
+    t, nodes, counts = best
     return max(now, t), nodes, counts
-
-
-def _units(state: ClusterState, wish: TopologyWish) -> list[tuple[int, int]]:
-    """Contiguous node ranges a gang must stay within: NVLink domains, blocks or sites."""
-    f = state.facility
-    if wish is TopologyWish.BLOCK:
-        return list(zip(f.block_start.tolist(), f.block_end.tolist(), strict=True))
-    key = f.node_domain if wish is TopologyWish.NVLINK else f.node_site
-    ids = np.arange(int(key[-1]) + 1)
-    s = np.searchsorted(key, ids, side="left").tolist()
-    e = np.searchsorted(key, ids, side="right").tolist()
-    return list(zip(s, e, strict=True))
 
 
 def _fewest_block_pick(node_block: IntArray, ready: IntArray, need: int) -> IntArray:

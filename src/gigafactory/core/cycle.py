@@ -58,6 +58,8 @@ class Reservation:
     counts: IntArray
     claim_nodes: IntArray
     claim_counts: IntArray
+    borrowing: tuple[int, ...] = ()  # tenants it would take above their entitlement
+    accel: int = 0  # the accelerator type of its nodes
 
 
 @dataclass
@@ -200,16 +202,24 @@ def estimate(ctx: CycleContext) -> None:
         reasons += ctx.tail[1]
     if slots.shape[0] == 0:
         return
-    runs = s.running.values()
+    runs = list(s.running.values())
     rel_t = np.fromiter((r.expected_end for r in runs), dtype=np.float64, count=len(runs))
     rel_g = np.fromiter((r.spec.gpus for r in runs), dtype=np.int64, count=len(runs))
-    gpus = q.gpus[slots]
+    f = s.facility
+    run_accel = f.node_accel[np.fromiter((r.nodes[0] for r in runs), dtype=np.int64, count=len(runs))]
+    gpus, accel = q.gpus[slots], q.accel[slots]
     work = gpus * q.runtime[slots]
-    reserved = sum(r.job.spec.gpus * r.job.spec.expected_runtime for r in ctx.reservations)
-    ahead = reserved + np.cumsum(work) - work
-    capacity = int(s.facility.node_gpus[s.state.node_up].sum())
-    est = backfill.fluid_estimates(ctx.now, gpus, ahead, s.state.free_total, capacity,
-                                   np.maximum(rel_t, ctx.now), rel_g)
+    est = np.empty(slots.shape[0])
+    up = s.state.node_up
+    for a in np.unique(accel).tolist():  # per accelerator type; -1 = any type
+        sel = accel == a
+        mine = np.ones(len(runs), dtype=bool) if a < 0 else run_accel == a
+        res = [r for r in ctx.reservations if a < 0 or r.accel == a]
+        ahead = sum(r.job.spec.gpus * r.job.spec.expected_runtime for r in res)
+        ahead = ahead + np.cumsum(work[sel]) - work[sel]
+        cap = int(f.node_gpus[up if a < 0 else up & (f.node_accel == a)].sum())
+        est[sel] = backfill.fluid_estimates(ctx.now, gpus[sel], ahead, s.state.free_for(None if a < 0 else a),
+                                           cap, np.maximum(rel_t[mine], ctx.now), rel_g[mine])
     est_list = [None if t != t else t for t in np.where(np.isfinite(est), est, np.nan).tolist()]
     ids = q.ids
     jids = [ids[i] for i in slots.tolist()]
@@ -228,7 +238,9 @@ def decide(ctx: CycleContext) -> Decisions:
         starts=tuple(ctx.starts),
         preemptions=tuple(ctx.preemptions),
         reservations=tuple(
-            ReserveJob(r.job.spec.id, r.start, Placement(tuple(zip(r.nodes.tolist(), r.counts.tolist(), strict=True))))
+            ReserveJob(r.job.spec.id, r.start,
+                       Placement(tuple(zip(r.nodes.tolist(), r.counts.tolist(), strict=True))),
+                       firm=not r.borrowing)
             for r in ctx.reservations
         ),
         pending=tuple(ctx.status.values()),

@@ -32,11 +32,17 @@ class PreemptJob:
 
 @dataclass(frozen=True, slots=True)
 class ReserveJob:
-    """``job_id`` is planned to start at ``start_time`` on ``placement``."""
+    """``job_id`` is planned to start at ``start_time`` on ``placement``.
+
+    A *firm* reservation is never delayed by backfill. A reservation that would take
+    its tenant above its entitlement (``firm=False``, borrowing) still holds off
+    backfill, but yields to jobs of tenants claiming capacity they are entitled to.
+    """
 
     job_id: str
     start_time: float
     placement: Placement
+    firm: bool = True
 
 
 class PendingStatus(NamedTuple):

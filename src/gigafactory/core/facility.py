@@ -124,6 +124,9 @@ class Facility:
     block_site: IntArray
     block_accel: IntArray
     block_node_gpus: IntArray  # GPUs per node in that block
+    block_pool: IntArray
+    pool_start: IntArray  # node range of each pool (a run of identical nodes in one site)
+    pool_end: IntArray
     accel_names: tuple[str, ...]
     node_names: tuple[str, ...]
 
@@ -137,6 +140,7 @@ class Facility:
         site: list[IntArray] = []
         accel: list[IntArray] = []
         names: list[str] = []
+        pools: list[IntArray] = []
         d0 = r0 = b0 = 0
         for si, s in enumerate(spec.sites):
             for pi, p in enumerate(s.pools):
@@ -147,6 +151,7 @@ class Facility:
                 blk.append(b0 + local // p.nodes_per_block)
                 site.append(np.full(p.nodes, si, dtype=np.int64))
                 accel.append(np.full(p.nodes, accel_index[p.accelerator], dtype=np.int64))
+                pools.append(np.full(p.nodes, len(pools), dtype=np.int64))
                 names.extend(f"{s.name}-p{pi}-n{k:05d}" for k in range(p.nodes))
                 d0 += _ceil_div(p.nodes, p.nodes_per_nvlink_domain)
                 r0 += _ceil_div(p.nodes, p.nodes_per_rack)
@@ -155,6 +160,8 @@ class Facility:
         node_gpus = np.concatenate(gpus)
         node_site = np.concatenate(site)
         node_accel = np.concatenate(accel)
+        node_pool = np.concatenate(pools)
+        pool_ids = np.arange(len(pools))
         starts = np.searchsorted(node_block, np.arange(b0), side="left").astype(np.int64)
         ends = np.searchsorted(node_block, np.arange(b0), side="right").astype(np.int64)
         return cls(
@@ -170,6 +177,9 @@ class Facility:
             block_site=node_site[starts],
             block_accel=node_accel[starts],
             block_node_gpus=node_gpus[starts],
+            block_pool=node_pool[starts],
+            pool_start=np.searchsorted(node_pool, pool_ids, side="left").astype(np.int64),
+            pool_end=np.searchsorted(node_pool, pool_ids, side="right").astype(np.int64),
             accel_names=tuple(a.name for a in spec.accelerators),
             node_names=tuple(names),
         )
@@ -209,15 +219,29 @@ class Facility:
                 f"unknown accelerator {name!r}; this facility has {', '.join(self.accel_names)}"
             ) from None
 
-    def max_gang(self, accel: int | None = None) -> int:
-        """The largest gang that can ever run: all GPUs of one type in one site."""
+    @property
+    def n_pools(self) -> int:
+        return int(self.pool_start.shape[0])
+
+    def pool_accel(self, pool: int) -> int:
+        return int(self.node_accel[self.pool_start[pool]])
+
+    def max_gang(self, accel: int | None = None, level: str = "pool") -> int:
+        """The largest gang that can ever run, for an accelerator type (``None``: any).
+
+        Gangs stay within one pool (identical nodes of one type in one site); ``level``
+        ``"block"`` or ``"domain"`` gives the largest block or NVLink domain instead.
+        """
+        key = {"pool": None, "block": self.node_block, "domain": self.node_domain}[level]
         best = 0
-        for s in range(len(self.spec.sites)):
-            for a in range(len(self.accel_names)):
-                if accel is not None and a != accel:
-                    continue
-                mask = (self.node_site == s) & (self.node_accel == a)
-                best = max(best, int(self.node_gpus[mask].sum()))
+        for p in range(self.n_pools):
+            if accel is not None and self.pool_accel(p) != accel:
+                continue
+            s, e = int(self.pool_start[p]), int(self.pool_end[p])
+            if key is None:
+                best = max(best, int(self.node_gpus[s:e].sum()))
+            else:
+                best = max(best, int(np.bincount(key[s:e] - key[s], weights=self.node_gpus[s:e]).max()))
         return best
 
     def watts_per_gpu(self) -> npt.NDArray[np.float64]:

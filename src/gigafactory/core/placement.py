@@ -9,10 +9,11 @@ Rules, in order:
    smallest level that fits: one NVLink domain, then one rack, then one block. Within
    a level the candidate with the least free capacity that fits is tried first.
 3. A gang larger than a block (or when no single block fits) spans the fewest blocks
-   of one site: blocks with the most wholly free nodes first.
+   of one pool: blocks with the most wholly free nodes first.
 
-Gangs never span sites or accelerator types. All-or-nothing: either a full placement
-is returned or ``None``.
+Gangs stay within one *pool* (identical nodes of one accelerator type in one site),
+so they never span sites, accelerator types or node sizes. All-or-nothing: either a
+full placement is returned or ``None``.
 """
 
 from __future__ import annotations
@@ -31,15 +32,14 @@ def place(state: ClusterState, gpus: int, accel: int | None, wish: TopologyWish)
     """Find a placement for a gang of ``gpus`` GPUs, or ``None`` if none exists now."""
     if gpus > state.free_for(accel):
         return None
-    if gpus <= state.max_node_gpus:
+    if gpus <= state.node_size_for(accel):
         single = _single_node(state, gpus, accel)
-        if single is not None or gpus <= _min_node_gpus(state):
-            return single
-    levels = _levels(state)
+        if single is not None or gpus <= _smallest_node(state, accel):
+            return single  # it fits on one node of every eligible pool: never spans nodes
     for level in ("domain", "rack", "block"):
         if level != "domain" and wish is TopologyWish.NVLINK:
             return None
-        got = _within_one(state, levels[level], gpus, accel)
+        got = _within_one(state, level, gpus, accel)
         if got is not None:
             return got
     if wish in (TopologyWish.NVLINK, TopologyWish.BLOCK):
@@ -47,8 +47,10 @@ def place(state: ClusterState, gpus: int, accel: int | None, wish: TopologyWish)
     return _fewest_blocks(state, gpus, accel)
 
 
-def _min_node_gpus(state: ClusterState) -> int:
-    return int(state.facility.block_node_gpus.min())
+def _smallest_node(state: ClusterState, accel: int | None) -> int:
+    f = state.facility
+    sizes = f.block_node_gpus if accel is None else f.block_node_gpus[f.block_accel == accel]
+    return int(sizes.min())
 
 
 def _single_node(state: ClusterState, gpus: int, accel: int | None) -> Alloc | None:
@@ -68,40 +70,31 @@ def _single_node(state: ClusterState, gpus: int, accel: int | None) -> Alloc | N
     return np.array([node], dtype=np.int64), np.array([gpus], dtype=np.int64)
 
 
-class _Level:
-    """Contiguous node ranges of one topology level, with their free counters."""
-
-    def __init__(self, start: IntArray, end: IntArray, free: IntArray, accel: IntArray) -> None:
-        self.start, self.end, self.free, self.accel = start, end, free, accel
+def _level_free(state: ClusterState, level: str) -> IntArray:
+    return {"domain": state.domain_free, "rack": state.rack_free, "block": state.block_free}[level]
 
 
-def _levels(state: ClusterState) -> dict[str, _Level]:
+def _within_one(state: ClusterState, level: str, gpus: int, accel: int | None) -> Alloc | None:
+    """Best-fit unit of one level (domain, rack or block) with enough free GPUs *and*
+    enough wholly free nodes to hold the gang."""
     f = state.facility
-    cache = getattr(state, "_level_ranges", None)
-    if cache is None:
-        cache = {}
-        for name, key in (("domain", f.node_domain), ("rack", f.node_rack)):
-            ids = np.arange(int(key[-1]) + 1)
-            s = np.searchsorted(key, ids, side="left").astype(np.int64)
-            e = np.searchsorted(key, ids, side="right").astype(np.int64)
-            cache[name] = (s, e, f.node_accel[s])
-        cache["block"] = (f.block_start, f.block_end, f.block_accel)
-        state._level_ranges = cache  # type: ignore[attr-defined]
-    free = {"domain": state.domain_free, "rack": state.rack_free, "block": state.block_free}
-    return {k: _Level(s, e, free[k], a) for k, (s, e, a) in cache.items()}
-
-
-def _within_one(state: ClusterState, level: _Level, gpus: int, accel: int | None) -> Alloc | None:
-    """Best-fit unit of one level (domain, rack or block) that can hold the gang."""
-    ok = level.free >= gpus
+    start, end = state.ranges[level]
+    free = _level_free(state, level)
+    ok = free >= gpus
     if accel is not None:
-        ok &= level.accel == accel
+        ok &= f.node_accel[start] == accel
     cand = np.flatnonzero(ok)
     if cand.shape[0] == 0:
         return None
-    order = cand[np.argsort(level.free[cand], kind="stable")[:_CANDIDATES]]
+    if level == "block":
+        whole = state.block_whole[cand]
+    else:
+        is_whole = ((state.node_free == f.node_gpus) & state.node_up).astype(np.int64)
+        whole = np.add.reduceat(is_whole, start)[cand]
+    cand = cand[whole >= gpus // f.node_gpus[start[cand]]]
+    order = cand[np.argsort(free[cand], kind="stable")[:_CANDIDATES]]
     for u in order.tolist():
-        got = _fill_range(state, int(level.start[u]), int(level.end[u]), gpus)
+        got = _fill_range(state, int(start[u]), int(end[u]), gpus)
         if got is not None:
             return got
     return None
@@ -135,30 +128,25 @@ def _fill_range(state: ClusterState, s: int, e: int, gpus: int) -> Alloc | None:
 
 
 def _fewest_blocks(state: ClusterState, gpus: int, accel: int | None) -> Alloc | None:
-    """Span the fewest blocks of one site: blocks with most wholly free nodes first."""
+    """Span the fewest blocks of one pool: blocks with most wholly free nodes first."""
     f = state.facility
-    best: tuple[int, list[int]] | None = None
-    sites = np.unique(f.block_site)
-    for site in sites.tolist():
-        ok = f.block_site == site
-        if accel is not None:
-            ok &= f.block_accel == accel
-        blocks = np.flatnonzero(ok & (state.block_whole > 0))
+    best: tuple[int, int, list[int]] | None = None  # (blocks needed, pool, blocks)
+    for p in range(f.n_pools):
+        if accel is not None and f.pool_accel(p) != accel:
+            continue
+        blocks = np.flatnonzero((f.block_pool == p) & (state.block_whole > 0))
         if blocks.shape[0] == 0:
             continue
-        gpn = int(f.block_node_gpus[blocks[0]])
+        gpn = int(f.node_gpus[f.pool_start[p]])
         need_nodes = -(-gpus // gpn)
         order = blocks[np.argsort(-state.block_whole[blocks], kind="stable")]
-        cum = np.cumsum(state.block_whole[order])
-        k = int(np.searchsorted(cum, need_nodes)) + 1
-        if k > order.shape[0]:
-            continue
-        if best is None or k < best[0]:
-            best = (k, order[:k].tolist())
+        k = int(np.searchsorted(np.cumsum(state.block_whole[order]), need_nodes)) + 1
+        if k <= order.shape[0] and (best is None or k < best[0]):
+            best = (k, p, order[:k].tolist())
     if best is None:
         return None
-    chosen = best[1]
-    gpn = int(f.block_node_gpus[chosen[0]])
+    _, pool, chosen = best
+    gpn = int(f.node_gpus[f.pool_start[pool]])
     n_whole, rem = divmod(gpus, gpn)
     picked: list[IntArray] = []
     left = n_whole + (1 if rem else 0)

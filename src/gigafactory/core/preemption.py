@@ -131,8 +131,11 @@ def _candidates(ctx: CycleContext, job: PendingJob, is_owed: bool) -> Iterator[R
             continue
         if ctx.now - rj.start_time < rj.spec.min_runtime or rj.start_time >= ctx.now:
             continue  # too young to preempt (started this very cycle, or within its minimum)
-        if job.accel is not None and rj.accel is not None and rj.accel != job.accel:
-            continue
+        nodes = rj.nodes
+        if job.accel is not None and int(s.facility.node_accel[nodes[0]]) != job.accel:
+            continue  # the type it runs on, whatever it asked for
+        if not s.state.node_up[nodes].all():
+            continue  # on a failed node: it is ending anyway, and its GPUs are held
         borrower = is_owed and any(a not in mine for a in over_anc[rj.tenant])
         if borrower or (urgent and rj.spec.priority is PriorityClass.PREEMPTIBLE):
             yield rj
@@ -232,10 +235,7 @@ def kept_for_lenders(ctx: CycleContext, job: PendingJob) -> int:
     """Idle guarantee that tenants outside the job's path do not lend (lend limits)."""
     s = ctx.s
     tree = s.tree
-    limited = getattr(tree, "_lend_limited", None)
-    if limited is None:
-        limited = [i for i in range(1, len(tree)) if np.isfinite(tree.lend[i])]
-        tree._lend_limited = limited  # type: ignore[attr-defined]
+    limited = tree.lend_limited
     if not limited:
         return 0
     mine = set(tree.path[job.tenant])

@@ -128,15 +128,21 @@ class Scheduler:
                 f"job {job.id}: a gang of {job.gpus} GPUs can never run here; the largest "
                 f"possible gang is {biggest} {where}GPUs in one site"
             )
-        if job.topology is TopologyWish.NVLINK:
-            dom = int(np.bincount(self.facility.node_domain, weights=self.facility.node_gpus).max())
+        if job.topology is TopologyWish.NVLINK and job.gpus > self.state.node_size_for(accel):
+            dom = self.facility.max_gang(accel, "domain")
             if job.gpus > dom:
                 raise ValueError(f"job {job.id}: {job.gpus} GPUs cannot fit in one NVLink domain ({dom} GPUs)")
         if job.topology is TopologyWish.BLOCK:
-            blk = int(self.state.block_free.shape[0] and np.bincount(
-                self.facility.node_block, weights=self.facility.node_gpus).max())
+            blk = self.facility.max_gang(accel, "block")
             if job.gpus > blk:
                 raise ValueError(f"job {job.id}: {job.gpus} GPUs cannot fit in one block ({blk} GPUs)")
+        for a in self.tree.path[tenant]:
+            if job.gpus > self.tree.cap[a]:
+                t = self.tree.specs[a - 1]
+                raise ValueError(
+                    f"job {job.id}: asks for {job.gpus} GPUs, more than {t.kind.value} {t.name} may "
+                    f"ever hold ({int(self.tree.cap[a])}: guarantee + borrow limit)"
+                )
         since = job.submit_time if now is None else now
         pj = PendingJob(job, tenant, accel, attained_service, since)
         self.pending[job.id] = pj

@@ -114,6 +114,8 @@ class ShareTree:
             p = int(self.parent[i])
             self.path[i] = (*self.path[p], i)
         self.is_leaf = np.array([not c for c in self.children])
+        #: tenants with a finite lend limit (the only ones that keep capacity back)
+        self.lend_limited: list[int] = [i for i in range(1, n) if np.isfinite(self.lend[i])]
         for i in range(1, n):
             kids = self.children[i]
             if kids and sum(self.guarantee[k] for k in kids) > self.guarantee[i] + 1e-9:

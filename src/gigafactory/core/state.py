@@ -44,6 +44,17 @@ class ClusterState:
         self._free_total = int(self.accel_free.sum())
         self.held = np.zeros(f.n_nodes, dtype=np.int64)  # GPUs of down nodes, not in use
         self.max_node_gpus = int(f.node_gpus.max())
+        #: largest node per accelerator type (index), for "fits on one node" tests
+        self.max_node_gpus_of = {
+            a: int(f.node_gpus[f.node_accel == a].max(initial=0)) for a in range(len(f.accel_names))
+        }
+        #: contiguous node ranges of each topology level: (start, end) arrays
+        self.ranges: dict[str, tuple[IntArray, IntArray]] = {"block": (f.block_start, f.block_end),
+                                                             "pool": (f.pool_start, f.pool_end)}
+        for name, key in (("domain", f.node_domain), ("rack", f.node_rack)):
+            ids = np.arange(int(key[-1]) + 1)
+            self.ranges[name] = (np.searchsorted(key, ids, side="left").astype(np.int64),
+                                 np.searchsorted(key, ids, side="right").astype(np.int64))
         # heaps[k]: nodes believed to have exactly k free GPUs, 0 < k < node size.
         self._heaps: list[list[int]] = [[] for _ in range(self.max_node_gpus + 1)]
 
@@ -54,6 +65,10 @@ class ClusterState:
 
     def free_for(self, accel: int | None) -> int:
         return self._free_total if accel is None else int(self.accel_free[accel])
+
+    def node_size_for(self, accel: int | None) -> int:
+        """Largest node of this accelerator type (any type for ``None``)."""
+        return self.max_node_gpus if accel is None else self.max_node_gpus_of[accel]
 
     def best_partial_node(self, need: int, accel: int | None, avoid: set[int] | None = None) -> int:
         """The partly used node with the fewest free GPUs ≥ ``need`` (lowest index on ties).
