@@ -228,7 +228,10 @@ def _shape_reason(ctx: CycleContext, g: int, wish: TopologyWish, accel: int | No
     same = [r for r in ctx.reservations if accel is None or r.accel == accel]
     if same:
         first = same[0].job.spec
-        claimed = sum(int(r.claim_counts.sum()) for r in same)
+        key = ("claimed", accel, len(ctx.reservations), ctx.claimed)
+        claimed = ctx.memo.get(key)
+        if claimed is None:
+            claimed = ctx.memo[key] = float(sum(int(r.claim_counts.sum()) for r in same))
         if free + claimed >= g:
             text = f"behind the reservation of job {first.id}"
         if int(first.priority) > prio:

@@ -88,6 +88,7 @@ class CycleContext:
     latest_reservation: float = float("-inf")
     victim_pool: list[RunningJob] | None = None
     over_anc: list[tuple[int, ...]] = field(default_factory=list)
+    victim_accel: list[int] = field(default_factory=list)
     memo: dict[tuple[object, ...], float | None] = field(default_factory=dict)
     _avail: FloatArray | None = None
 
@@ -176,17 +177,25 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
     look = fits | backfills | reclaims | heads
     admitted = np.zeros(rest.shape[0], dtype=bool)
     for k in np.flatnonzero(look).tolist():
-        if (fits[k] or heads[k]
+        job = q.job(int(rest[k]))
+        if (heads[k]
+                or (fits[k] and _may_fit(ctx, job))
                 or (backfills[k] and ctx.backfill_left > 0)
                 or (reclaims[k] and ctx.reclaim_left > 0)):
             admitted[k] = True
-            steps.admit(ctx, q.job(int(rest[k])))
+            steps.admit(ctx, job)
     if ctx.s.config.explain:
         waiting = rest[~admitted]
         ctx.tail = (waiting, steps.bulk_reasons(ctx, waiting))
 
 
 _TOPO = {w: i for i, w in enumerate(TopologyWish)}
+
+
+def _may_fit(ctx: CycleContext, job: PendingJob) -> bool:
+    """Still worth a placement attempt, given free GPUs and sizes that already failed."""
+    g = job.spec.gpus
+    return g <= ctx.s.state.free_for(job.accel) and g < ctx.fail_min.get((job.accel, job.spec.topology), 1 << 62)
 
 
 def estimate(ctx: CycleContext) -> None:

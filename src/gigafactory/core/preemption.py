@@ -118,24 +118,25 @@ def _candidates(ctx: CycleContext, job: PendingJob, is_owed: bool) -> Iterator[R
         over = (s.used - 1e-6) > ctx.ent
         over_anc: list[tuple[int, ...]] = [tuple(a for a in p if over[a]) for p in tree.path]
         ctx.over_anc = over_anc
+        node_up, node_accel = s.state.node_up, s.facility.node_accel
         pool = [
             rj for rj in s.running.values()
-            if not rj.preempting and (rj.spec.priority is PriorityClass.PREEMPTIBLE or over_anc[rj.tenant])
+            if not rj.preempting and rj.start_time < ctx.now
+            and (rj.spec.priority is PriorityClass.PREEMPTIBLE or over_anc[rj.tenant])
+            and node_up[rj.nodes].all()  # on a failed node: ending anyway, GPUs held
         ]
         pool.sort(key=lambda r: (r.spec.gpus * r.progress_since_checkpoint(ctx.now), -r.spec.gpus, r.spec.id))
         ctx.victim_pool = pool
+        ctx.victim_accel = [int(node_accel[r.nodes[0]]) for r in pool]
     over_anc = ctx.over_anc
     urgent = job.spec.priority is PriorityClass.URGENT
-    for rj in ctx.victim_pool:
+    for rj, accel in zip(ctx.victim_pool, ctx.victim_accel, strict=True):
         if rj.preempting or rj.spec.priority > job.spec.priority:
             continue
-        if ctx.now - rj.start_time < rj.spec.min_runtime or rj.start_time >= ctx.now:
-            continue  # too young to preempt (started this very cycle, or within its minimum)
-        nodes = rj.nodes
-        if job.accel is not None and int(s.facility.node_accel[nodes[0]]) != job.accel:
+        if ctx.now - rj.start_time < rj.spec.min_runtime:
+            continue  # too young to preempt
+        if job.accel is not None and accel != job.accel:
             continue  # the type it runs on, whatever it asked for
-        if not s.state.node_up[nodes].all():
-            continue  # on a failed node: it is ending anyway, and its GPUs are held
         borrower = is_owed and any(a not in mine for a in over_anc[rj.tenant])
         if borrower or (urgent and rj.spec.priority is PriorityClass.PREEMPTIBLE):
             yield rj
