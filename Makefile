@@ -18,10 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/gigafactory demo
 
-## Install and run the whole test suite (lint, types, tests).
+## Install and run the whole test suite (lint, types, tests on SQLite and PostgreSQL).
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
+	bash scripts/ensure-postgres.sh
 	bash scripts/pytest.sh $(BIN)/python
 
 lint: $(STAMP)
