@@ -142,3 +142,13 @@ def test_synthetic_run_metrics_are_within_their_bounds() -> None:
     assert 0 < s["jain_fairness_projects"] <= 1 and 0 < s["jain_fairness_partners"] <= 1
     assert s["wait_p50_s"] <= s["wait_p95_s"] <= s["wait_p99_s"]
     assert s["useful_gpu_hours"] == pytest.approx(float((w.gpus * w.duration).sum()) / 3600)
+
+
+def test_ks_distance() -> None:
+    from gigafactory.twin.metrics import ks_distance
+
+    assert ks_distance(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0])) == 0
+    assert ks_distance(np.zeros(4), np.ones(4)) == 1
+    # ECDFs of {0, 0, 5, 9} and {0, 5, 5, 5}: the gap is largest at 0 (0.5 vs 0.25) and 5 (0.75 vs 1)
+    assert ks_distance(np.array([0.0, 0, 5, 9]), np.array([0.0, 5, 5, 5])) == 0.25
+    assert math.isnan(ks_distance(np.array([]), np.array([1.0])))

@@ -150,10 +150,21 @@ def test_until_stops_the_run_and_reports_unfinished_jobs() -> None:
 
 
 def test_stall_is_reported_not_looped() -> None:
-    tree = [TenantSpec("t", TenantKind.PARTNER, borrow_limit=8)]
+    # owner keeps its idle guarantee (lend limit 0): the other tenant's job can never start
+    tree = [TenantSpec("owner", TenantKind.PARTNER, guarantee=32, lend_limit=0), TenantSpec("t", TenantKind.PARTNER)]
     r = run(wl([("a", 0, 16, 100, "t")]), tree=tree)
     assert r.stalled is not None and "can never start" in r.stalled
     assert by_id(r).loc["a", "status"] == "pending"
+
+
+def test_a_gang_above_its_tenants_limit_is_refused_before_the_run() -> None:
+    tree = [TenantSpec("t", TenantKind.PARTNER, borrow_limit=8)]
+    w = wl([("a", 0, 16, 100, "t"), ("b", 0, 8, 100, "t")])
+    with pytest.raises(SimulationError, match=r"job a asks for 16 GPUs, more than project t may ever hold \(8"):
+        run(w, tree=tree)
+    r = run(w, tree=tree, skip_invalid=True)
+    assert r.jobs["job_id"].tolist() == ["b"]
+    assert r.workload.skipped == {"gang bigger than its tenant's limit": 1}
 
 
 def test_same_inputs_same_records() -> None:

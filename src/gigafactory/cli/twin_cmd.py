@@ -21,19 +21,20 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gigafactory.core.policies import POLICIES
 from gigafactory.core.scheduler import SchedulerConfig
 from gigafactory.core.shares import TenantSpec
 from gigafactory.facility_files import FacilityFileError, load_facility
 from gigafactory.twin.failures import LLAMA3_NODE_MTBF_H, FailureModel
 from gigafactory.twin.simulate import SimConfig, SimulationError, parse_cycle, simulate
 from gigafactory.twin.tree_files import TreeFileError, load_tree
+from gigafactory.twin.validate import policy_names
 from gigafactory.twin.workload import WorkloadError
 
 USER_ERRORS = (WorkloadError, SimulationError, FacilityFileError, TreeFileError, ValueError)
 
 FacilityOpt = Annotated[str, typer.Option(
-    "--facility", "-f", help="A preset (gigafactory-100k, ai-factory-25k, dev-32) or a YAML/TOML/JSON file.")]
+    "--facility", "-f", help="A preset (gigafactory-100k, ai-factory-25k, dev-32), a YAML/TOML/JSON file, "
+    "or nodes:PATH (a node-list CSV with gpu and model columns).")]
 WorkloadOpt = Annotated[str, typer.Option(
     "--workload", "-w", help="synthetic:jobs=N,load=L,seed=S,days=D | FORMAT:PATH (a trace importer) | "
     "a canonical trace file (.parquet/.csv).")]
@@ -67,8 +68,8 @@ def _fail(message: str) -> typer.Exit:
 
 def _config(policy: str, cycle: str, failures: bool, mtbf: float, repair: float, seed: int,
             until: float | None, skip: bool, validate: bool, overhead: float, deadline: float) -> SimConfig:
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    if policy not in policy_names():
+        raise ValueError(f"unknown policy {policy!r}; expected one of {', '.join(policy_names())}")
     on_events, interval = parse_cycle(cycle)
     return SimConfig(
         policy=policy,
@@ -116,7 +117,7 @@ def _summary_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
 def simulate_cmd(
     workload: WorkloadOpt,
     facility: FacilityOpt = "gigafactory-100k",
-    policy: Annotated[str, typer.Option("--policy", "-p", help=f"One of {', '.join(POLICIES)}.")] = "gigafactory",
+    policy: Annotated[str, typer.Option("--policy", "-p", help=f"One of {', '.join(policy_names())}.")] = "gigafactory",
     out: OutOpt = Path("runs/twin"),
     tree: TreeOpt = None,
     cycle: CycleOpt = "events",

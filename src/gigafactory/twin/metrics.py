@@ -268,6 +268,44 @@ def finish_time_fairness(r: SimResult) -> pd.DataFrame:
     return df.groupby("project", sort=True)["rho"].mean().reset_index()
 
 
+def ks_distance(a: FloatArray, b: FloatArray) -> float:
+    """Two-sample Kolmogorov–Smirnov statistic: the largest gap between the two ECDFs."""
+    a, b = np.sort(np.asarray(a, dtype=np.float64)), np.sort(np.asarray(b, dtype=np.float64))
+    if not a.size or not b.size:
+        return math.nan
+    x = np.concatenate([a, b])
+    fa = np.searchsorted(a, x, side="right") / a.size
+    fb = np.searchsorted(b, x, side="right") / b.size
+    return float(np.max(np.abs(fa - fb)))
+
+
+def wait_comparison(r: SimResult) -> dict[str, Any] | None:
+    """Simulated against recorded waiting time (recorded start − submit), when the trace has it.
+
+    Only jobs that started in both the trace and the run are compared.
+    """
+    j = r.jobs
+    if "recorded_start" not in j.columns:
+        return None
+    both = j[j["recorded_start"].notna() & j["first_start"].notna()]
+    if both.empty:
+        return None
+    sim = (both["first_start"] - both["submit"]).to_numpy()
+    rec = (both["recorded_start"] - both["submit"]).to_numpy()
+    out: dict[str, Any] = {"jobs_compared": len(both), "ks_distance": ks_distance(sim, rec)}
+    for name, x in (("simulated", sim), ("recorded", rec)):
+        out[name] = {"mean_s": float(x.mean()), "p50_s": _pct(x, 50), "p90_s": _pct(x, 90),
+                     "p99_s": _pct(x, 99), "max_s": float(x.max()), "share_zero": float(np.mean(x <= 0))}
+    for floor in (60.0, 600.0):
+        s2, r2 = sim[sim > floor], rec[rec > floor]
+        out[f"ks_distance_waits_over_{int(floor)}s"] = ks_distance(s2, r2)
+        out[f"share_waits_over_{int(floor)}s"] = {"simulated": float(np.mean(sim > floor)),
+                                                  "recorded": float(np.mean(rec > floor))}
+    q = np.linspace(0, 100, 200)
+    out["cdf"] = {"simulated": np.percentile(sim, q).tolist(), "recorded": np.percentile(rec, q).tolist()}
+    return out
+
+
 def summarise(r: SimResult, ts: pd.DataFrame | None = None,
               idle_power_fraction: float = IDLE_POWER_FRACTION) -> dict[str, Any]:
     """The run's headline figures (the ``summary.json`` of a run)."""
@@ -340,6 +378,7 @@ def summarise(r: SimResult, ts: pd.DataFrame | None = None,
         "cost_eur": held / 3600.0 * f.spec.cost_per_gpu_hour,
         "lost_cost_eur": lost / 3600.0 * f.spec.cost_per_gpu_hour,
         "events": int(sum(r.events.values())),
+        "scheduling_cycles": r.cycles,
         "events_by_kind": r.events,
         "wall_s": r.wall_s,
         "events_per_s": sum(r.events.values()) / r.wall_s if r.wall_s > 0 else math.nan,

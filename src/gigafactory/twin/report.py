@@ -35,6 +35,7 @@ from gigafactory.twin.metrics import (
     size_band,
     summarise,
     timeseries,
+    wait_comparison,
 )
 from gigafactory.twin.simulate import SimResult
 
@@ -83,12 +84,18 @@ def analyse(r: SimResult, label: str | None = None, points: int = 1000) -> Analy
     lost = pd.DataFrame({"t": a["end"].to_numpy()})
     for reason, col in (("preempted", "preemption"), ("node-failure", "failures")):
         lost[col] = np.cumsum(np.where(a["reason"] == reason, a["lost_gpu_s"], 0.0)) / 3600.0
+    sections: list[tuple[str, str]] = []
+    val = wait_comparison(r)
+    if val is not None:
+        val_cdf = val.pop("cdf")
+        summary["validation"] = val
+        sections.append(("Validation against the recorded trace", validation_html(val, val_cdf)))
     return Analysis(
         label=label or f"{summary['policy']} on {summary['facility']}",
         summary=summary, timeseries=ts, by_class=group_stats(j, "tenant_class"),
         by_band=group_stats(j, size_band(j["gpus"].to_numpy())), partners=gv.merge(
             rho.rename(columns={"project": "partner", "rho": "rho_mean"}), on="partner", how="left"),
-        wait_cdf=cdf, lost=lost, assumptions=list(r.assumptions),
+        wait_cdf=cdf, lost=lost, assumptions=list(r.assumptions), sections=sections,
     )
 
 
@@ -102,6 +109,17 @@ def _plain(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe copy: NaN and infinities become null, NumPy values plain Python."""
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return [_clean(x) for x in v.tolist()]
+    return _plain(v)
 
 
 def _json_default(v: Any) -> Any:
@@ -140,8 +158,8 @@ def write_run(r: SimResult, out: str | Path, label: str | None = None,
 
 
 def write_summary(an: Analysis, path: Path) -> None:
-    clean = {k: _plain(v) if not isinstance(v, (list, dict)) else v for k, v in an.summary.items()}
-    clean["assumptions"] = an.assumptions
+    clean = _clean(an.summary)
+    clean["assumptions"] = list(an.assumptions)
     text = json.dumps(clean, indent=2, default=_json_default, allow_nan=False)
     _atomic_write(path, (text + "\n").encode())
 
@@ -229,6 +247,26 @@ def plot_lost(runs: Sequence[Analysis]) -> str:
     ax.set_title("Lost work (work since the last checkpoint, redone)")
     ax.legend(fontsize=7)
     return _png(fig)
+
+
+def validation_html(val: dict[str, Any], cdf: dict[str, list[float]]) -> str:
+    """KS distance, quantiles side by side, and both waiting-time CDFs."""
+    fig = Figure(figsize=(9, 4))
+    ax = fig.subplots()
+    y = np.linspace(0, 1, len(cdf["simulated"]))
+    for name, style in (("recorded", "k-"), ("simulated", "C0-")):
+        ax.plot(np.maximum(np.asarray(cdf[name]), 1.0), y, style, label=name, lw=1.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("waiting time (s, log; 0 shown at 1 s)")
+    ax.set_ylabel("fraction of jobs")
+    ax.set_title(f"Waiting time: simulated vs recorded (KS distance {val['ks_distance']:.3f})")
+    ax.legend()
+    rows = pd.DataFrame([{"": name, **{k: v for k, v in val[name].items()}} for name in ("recorded", "simulated")])
+    text = (f"<p>{val['jobs_compared']:,} jobs that started both in the trace and in the twin. "
+            f"Two-sample Kolmogorov–Smirnov distance between the waiting-time distributions: "
+            f"<b>{val['ks_distance']:.3f}</b> (waits over 60 s only: "
+            f"{_fmt(val['ks_distance_waits_over_60s'])}; over 600 s: {_fmt(val['ks_distance_waits_over_600s'])}).</p>")
+    return text + _png(fig) + _table(rows)
 
 
 def _fmt(v: Any) -> str:
@@ -343,8 +381,8 @@ def write_compare(runs: Sequence[Analysis], out: str | Path, title: str) -> None
     """One report and one summary for several runs (each run also has its own folder)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table = {an.label: {k: _plain(v) for k, v in an.summary.items() if not isinstance(v, (list, dict))}
+    table = {an.label: _clean({k: v for k, v in an.summary.items() if not isinstance(v, list)})
              for an in runs}
     _atomic_write(out / "summary.json",
-                  (json.dumps({"runs": table}, indent=2, default=_json_default) + "\n").encode())
+                  (json.dumps({"runs": table}, indent=2, default=_json_default, allow_nan=False) + "\n").encode())
     _atomic_write(out / "report.html", render_compare(runs, title).encode())

@@ -79,7 +79,7 @@ class SimConfig:
         if self.start_overhead < 0:
             raise ValueError(f"start overhead must be >= 0, got {self.start_overhead}")
         for node, down, up in self.outages:
-            if not 0 <= down <= up:
+            if not 0 <= down <= up < math.inf:
                 raise ValueError(f"outage of node {node}: expected 0 <= down <= up, got {down}, {up}")
 
     @property
@@ -122,6 +122,7 @@ class SimResult:
     wall_s: float
     stalled: str | None
     assumptions: list[str]
+    cycles: int = 0  # scheduling cycles the core actually ran
 
 
 def _resolve_tree(workload: Workload, tree: Sequence[TenantSpec] | None, tree_name: str) -> ShareTree:
@@ -143,8 +144,8 @@ def _resolve_tree(workload: Workload, tree: Sequence[TenantSpec] | None, tree_na
     return share
 
 
-def _check_jobs(workload: Workload, facility: Facility, skip: bool) -> Workload:
-    """Refuse (or skip and count) jobs the facility can never run, before any event."""
+def _check_jobs(workload: Workload, facility: Facility, tree: ShareTree, skip: bool) -> Workload:
+    """Refuse (or skip and count) jobs the facility or their tenant's limits can never run."""
     bad = np.zeros(len(workload), dtype=bool)
     why: Counter[str] = Counter()
     for a, name in enumerate(workload.accelerators):
@@ -180,6 +181,22 @@ def _check_jobs(workload: Workload, facility: Facility, skip: bool) -> Workload:
             )
         why["gang bigger than the facility"] += int(big.sum())
         bad |= big
+    # the most GPUs each project may ever hold: the smallest cap on its path in the tree
+    limit = np.array([min(tree.cap[a] for a in tree.path[tree.index[p]]) if p in tree else np.inf
+                      for p in workload.projects])
+    over = (workload.gpus > limit[workload.project]) & ~bad
+    if over.any():
+        i = int(np.flatnonzero(over)[0])
+        if not skip:
+            n = int(over.sum())
+            raise SimulationError(
+                f"{workload.name}: job {workload.job_id(i)} asks for {int(workload.gpus[i])} GPUs, more than "
+                f"project {workload.projects[int(workload.project[i])]} may ever hold "
+                f"({limit[workload.project[i]]:.0f}: guarantee + borrow limit on its path); "
+                f"{n} such job{'s' if n > 1 else ''} (--skip-invalid skips and counts them)"
+            )
+        why["gang bigger than its tenant's limit"] += int(over.sum())
+        bad |= over
     if not bad.any():
         return workload
     out = workload.select(~bad)
@@ -223,9 +240,11 @@ class Simulation:
         self.config = cfg = config or SimConfig()
         self.facility = facility
         self.tree = _resolve_tree(workload, tree, tree_name)
-        self.w = w = _check_jobs(workload, facility, cfg.skip_invalid)
+        self.w = w = _check_jobs(workload, facility, self.tree, cfg.skip_invalid)
+        from gigafactory.twin.validate import resolve_policy
+
         try:
-            self.sched = Scheduler(facility, self.tree, policy=cfg.policy, config=cfg.scheduler)
+            self.sched = Scheduler(facility, self.tree, policy=resolve_policy(cfg.policy), config=cfg.scheduler)
         except ValueError as exc:
             raise SimulationError(str(exc)) from None
         self.kernel = Kernel()
@@ -274,6 +293,7 @@ class Simulation:
         self.unfinished = n
         self.next_arrival = 0
         self.last_cycle = -math.inf
+        self.cycles = 0
         self.dirty = True  # something changed since the last cycle (interval mode skips otherwise)
         self.stalled: str | None = None
         self.failure = (
@@ -363,6 +383,7 @@ class Simulation:
         if t == self.last_cycle:
             return
         self.last_cycle = t
+        self.cycles += 1
         d = self.sched.cycle(t)
         self.dirty = bool(d.starts or d.preemptions)
         for s in d.starts:
@@ -630,7 +651,7 @@ class Simulation:
         return SimResult(
             facility=self.facility, tree=self.tree, workload=w, config=self.config, jobs=jobs,
             attempts=attempts, outages=outages, end_time=end, events=counts, wall_s=wall,
-            stalled=self.stalled, assumptions=self.assumptions(),
+            stalled=self.stalled, assumptions=self.assumptions(), cycles=self.cycles,
         )
 
     def assumptions(self) -> list[str]:
