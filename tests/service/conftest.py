@@ -193,3 +193,14 @@ def api(db_url: str, clock: FakeClock, tmp_path: Path) -> Iterator[Api]:
     app = create_app(settings, clock=clock, run_loop=False)
     with TestClient(app) as client:
         yield Api(client, clock, app.state.ctx)
+
+
+
+@pytest.fixture
+def api_populated(api: Api) -> Api:
+    """The API over a database with the standard tree and a few jobs."""
+    api.tree()
+    member = api.user("fuzz", ("alpha", "member"))
+    for _ in range(3):
+        api.job(member, "alpha", 2)
+    return api

@@ -39,7 +39,9 @@ def test_parent_kind_is_checked(api: Api) -> None:
     r = api.post("/v1/projects", api.admin, {"name": "x", "parent": "eu"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "parent"]
     r = api.post("/v1/programmes", api.admin, {"name": "x"})
-    assert r.status_code == 422 and "needs a parent partner" in r.json()["detail"][0]["msg"]
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "parent"]
+    r = api.post("/v1/partners", api.admin, {"name": "x", "parent": "eu"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "parent"]
     r = api.post("/v1/partners", api.admin, {"name": "alpha"})
     assert r.status_code == 409 and "already exists" in r.json()["detail"]
 

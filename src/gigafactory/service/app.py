@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -21,7 +21,7 @@ from sqlalchemy import text
 from gigafactory.core.facility import preset
 from gigafactory.service import errors
 from gigafactory.service.db import make_engine, session_factory, utcnow
-from gigafactory.service.deps import ServiceContext
+from gigafactory.service.deps import ServiceContext, single_valued_query
 from gigafactory.service.metrics import Metrics
 from gigafactory.service.settings import Settings
 
@@ -83,6 +83,7 @@ def create_app(
             "usage and the guarantee ledger. Authenticate with 'Authorization: Bearer <token>'."
         ),
         lifespan=lifespan,
+        dependencies=[Depends(single_valued_query)],
     )
     app.state.ctx = ctx
     errors.install(app)

@@ -7,9 +7,19 @@ a 500.
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+import re
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 
 def _no_nul(value: str) -> str:
@@ -17,6 +27,24 @@ def _no_nul(value: str) -> str:
         raise ValueError("must not contain NUL characters")
     return value
 
+
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _iso_only(value: Any) -> Any:
+    """Parse ISO 8601 text ourselves: numbers are refused, not read as epoch seconds."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO.match(value):
+        raise ValueError("expected an ISO 8601 date-time with a timezone, e.g. 2026-03-01T12:00:00Z")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not a valid ISO 8601 date-time: {value[:40]!r}") from None
+
+
+#: An ISO 8601 timestamp with a timezone (numbers are not taken as epoch seconds).
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 #: A tenant, user or other object name: short, lowercase, URL-safe.
 Name = Annotated[
@@ -35,7 +63,7 @@ Seconds = Annotated[float, Field(gt=0, le=366 * 86400.0)]
 class Strict(BaseModel):
     """Base of request bodies: unknown fields are errors, floats must be finite."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class Out(BaseModel):

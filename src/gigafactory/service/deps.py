@@ -21,6 +21,7 @@ from gigafactory.core.facility import Facility
 from gigafactory.service.auth.access import Principal
 from gigafactory.service.auth.service import authenticate
 from gigafactory.service.db import utcnow
+from gigafactory.service.errors import Invalid
 from gigafactory.service.settings import Settings
 
 
@@ -53,6 +54,20 @@ def get_db(request: Request) -> Iterator[Session]:
 
 def get_now(request: Request) -> datetime:
     return get_ctx(request).clock()
+
+
+#: Query parameters that may be repeated (declared as lists by their routes).
+REPEATABLE = frozenset({"state"})
+
+
+def single_valued_query(request: Request) -> None:
+    """Reject a repeated query parameter that is not a list (FastAPI would silently take
+    the last one): 422 naming the parameter."""
+    seen: set[str] = set()
+    for key, _ in request.query_params.multi_items():
+        if key in seen and key not in REPEATABLE:
+            raise Invalid(["query", key], f"query parameter {key!r} may be given only once")
+        seen.add(key)
 
 
 bearer = HTTPBearer(auto_error=False, description="an API token: 'gf_…'")

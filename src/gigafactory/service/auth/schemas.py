@@ -36,7 +36,7 @@ class MembershipCreate(Strict):
     tenant: Name | None = Field(
         default=None, description="partner, programme or project; omit for facility-wide"
     )
-    role: Role
+    role: Annotated[Role, Field(strict=False)]
 
 
 class MembershipOut(Out):

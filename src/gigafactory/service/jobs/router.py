@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response
+from fastapi.responses import StreamingResponse
 
 from gigafactory.core.jobs import JobState
 from gigafactory.service.common import Name, Page
 from gigafactory.service.deps import AUTH_ERRORS, CONFLICT, NOT_FOUND, Caller, Ctx, Db, Now
-from gigafactory.service.jobs import service
-from gigafactory.service.jobs.schemas import JobAction, JobDetail, JobOut, JobSubmit
+from gigafactory.service.jobs import logs, service
+from gigafactory.service.jobs.models import Job
+from gigafactory.service.jobs.schemas import JobAction, JobDetail, JobOut, JobSubmit, LogChunk
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=AUTH_ERRORS)
 JobId = Annotated[int, Path(ge=1, le=2**62)]
@@ -56,7 +58,7 @@ def submit_job(
     return service.job_out(job, body.project, who.name, now)
 
 
-@router.get("/jobs")
+@router.get("/jobs", responses=NOT_FOUND)
 def list_jobs(
     db: Db,
     who: Caller,
@@ -98,3 +100,46 @@ _action("hold", "Keep a pending job from starting until it is released.")
 _action("release", "Let a held job be scheduled again.")
 _action("requeue", "Stop a running job and queue it again (or retry a failed one); it "
         "resumes from its checkpoint directory.")
+
+
+@router.get("/jobs/{job_id}/logs", responses=NOT_FOUND)
+def job_logs(
+    job_id: JobId,
+    db: Db,
+    who: Caller,
+    ctx: Ctx,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1024 * 1024)] = 64 * 1024,
+) -> LogChunk:
+    """A chunk of the job's output (all attempts), from ``offset``; poll with next_offset."""
+    job, _ = service.visible_job(db, who, job_id)
+    data, nxt = logs.read_chunk(logs.log_path(ctx.settings, job.id), offset, limit)
+    eof = job.state in ("completed", "failed", "cancelled") and not job.active and len(data) < limit
+    return LogChunk(job_id=job.id, offset=offset, next_offset=nxt,
+                    data=data.decode("utf-8", errors="replace"), eof=eof)
+
+
+@router.get(
+    "/jobs/{job_id}/logs/stream",
+    responses={**NOT_FOUND, 200: {"content": {"text/plain": {}}, "description": "log bytes"}},
+    response_class=StreamingResponse,
+)
+def stream_job_logs(
+    job_id: JobId,
+    db: Db,
+    who: Caller,
+    ctx: Ctx,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    timeout: Annotated[float, Query(gt=0, le=3600, description="stop after this many s")] = 300,
+) -> StreamingResponse:
+    """Stream the job's output as it is written, until the job ends (or ``timeout``)."""
+    job, _ = service.visible_job(db, who, job_id)
+
+    def state_of() -> str | None:
+        with ctx.sessions() as s:
+            row = s.get(Job, job.id)
+            return None if row is None else ("running" if row.active else row.state)
+
+    path = logs.log_path(ctx.settings, job.id)
+    return StreamingResponse(logs.follow(path, offset, state_of, timeout=timeout),
+                             media_type="text/plain; charset=utf-8")

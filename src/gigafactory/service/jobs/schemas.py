@@ -28,7 +28,7 @@ class JobSubmit(Strict):
     walltime: Seconds = Field(default=24 * 3600.0, description="hard limit, seconds")
     runtime_estimate: Seconds | None = Field(default=None, description="helps backfill")
     accelerator: Accelerator | None = None
-    topology: TopologyWish = TopologyWish.ANY
+    topology: Annotated[TopologyWish, Field(strict=False)] = TopologyWish.ANY
     priority: Priority = "normal"
     checkpointable: bool = False
     checkpoint_interval: Seconds | None = None

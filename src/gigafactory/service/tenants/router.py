@@ -12,6 +12,7 @@ from gigafactory.service.tenants import service
 from gigafactory.service.tenants.schemas import (
     BudgetOut,
     BudgetSet,
+    PartnerCreate,
     TenantCreate,
     TenantOut,
     TenantUpdate,
@@ -32,11 +33,21 @@ def _add_routes(plural: str, kind: str) -> None:
         rows = service.list_tenants(db, who, kind, parent)
         return [service.tenant_out(db, t, now, budget=True) for t in rows]
 
-    @router.post(f"/{plural}", status_code=201, tags=[tag], name=f"create_{kind}",
-                 responses=CONFLICT)
-    def create(body: TenantCreate, db: Db, who: Caller, ctx: Ctx, now: Now) -> TenantOut:
-        t = service.create_tenant(db, who, kind, body, ctx.facility.total_gpus, now)
-        return service.tenant_out(db, t, now, budget=True)
+    if kind == "partner":
+
+        @router.post(f"/{plural}", status_code=201, tags=[tag], name=f"create_{kind}",
+                     responses=CONFLICT)
+        def create_partner(body: PartnerCreate, db: Db, who: Caller, ctx: Ctx, now: Now) -> TenantOut:
+            t = service.create_tenant(db, who, kind, body, ctx.facility.total_gpus, now)
+            return service.tenant_out(db, t, now, budget=True)
+
+    else:
+
+        @router.post(f"/{plural}", status_code=201, tags=[tag], name=f"create_{kind}",
+                     responses=CONFLICT)
+        def create(body: TenantCreate, db: Db, who: Caller, ctx: Ctx, now: Now) -> TenantOut:
+            t = service.create_tenant(db, who, kind, body, ctx.facility.total_gpus, now)
+            return service.tenant_out(db, t, now, budget=True)
 
     @router.get(f"/{plural}/{{name}}", tags=[tag], name=f"read_{kind}", responses=NOT_FOUND)
     def read(name: TenantName, db: Db, who: Caller, now: Now) -> TenantOut:

@@ -5,18 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from gigafactory.service.common import GpuCount, Name, Out, Strict, Text200
+from gigafactory.service.common import GpuCount, IsoDatetime, Name, Out, Strict, Text200
 
 Weight = Annotated[float, Field(gt=0, le=1e6)]
 
 
-class TenantCreate(Strict):
+class PartnerCreate(Strict):
+    """A partner hangs under the root of the share tree."""
+
     name: Name
-    parent: Name | None = Field(
-        default=None, description="the partner of a programme, the programme of a project"
-    )
     title: Text200 = ""
     guarantee: GpuCount = Field(default=0, description="GPUs owed when it has demand")
     borrow_limit: GpuCount | None = Field(
@@ -29,6 +28,12 @@ class TenantCreate(Strict):
     tenant_class: Name | None = Field(
         default=None, description="eligibility class, e.g. startup, sme, industry, academic"
     )
+
+
+class TenantCreate(PartnerCreate):
+    """A programme (``parent``: its partner) or a project (``parent``: its programme)."""
+
+    parent: Name
 
 
 class TenantUpdate(Strict):
@@ -46,7 +51,7 @@ class BudgetSet(Strict):
     gpu_hours: Annotated[float, Field(ge=0, le=1e12)] | None = Field(
         description="GPU-hours granted; null removes the budget (unlimited)"
     )
-    expires_at: AwareDatetime | None = Field(default=None, description="when the grant lapses")
+    expires_at: IsoDatetime | None = Field(default=None, description="when the grant lapses")
     reset_used: bool = Field(default=False, description="start counting usage from zero again")
 
 

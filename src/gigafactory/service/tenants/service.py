@@ -27,6 +27,7 @@ from gigafactory.service.tenants.models import Tenant
 from gigafactory.service.tenants.schemas import (
     BudgetOut,
     BudgetSet,
+    PartnerCreate,
     TenantCreate,
     TenantOut,
     TenantUpdate,
@@ -132,17 +133,18 @@ def list_tenants(db: Session, who: Principal, kind: str, parent: str | None) -> 
 
 
 def create_tenant(
-    db: Session, who: Principal, kind: str, body: TenantCreate, facility_gpus: int, now: datetime
+    db: Session,
+    who: Principal,
+    kind: str,
+    body: PartnerCreate | TenantCreate,
+    facility_gpus: int,
+    now: datetime,
 ) -> Tenant:
     require_admin(who, f"create a {kind}")
     want_parent = PARENT_KIND[kind]
     parent: Tenant | None = None
-    if want_parent is None:
-        if body.parent is not None:
-            raise Invalid(["body", "parent"], "a partner hangs under the root; omit 'parent'")
-    else:
-        if body.parent is None:
-            raise Invalid(["body", "parent"], f"a {kind} needs a parent {want_parent}")
+    if want_parent is not None:
+        assert isinstance(body, TenantCreate)
         parent = db.scalar(select(Tenant).where(Tenant.name == body.parent))
         if parent is None or parent.kind != want_parent:
             raise Invalid(["body", "parent"], f"no {want_parent} named {body.parent!r}")

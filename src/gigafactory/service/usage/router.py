@@ -6,16 +6,15 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
-from gigafactory.service.common import Name, Page
+from gigafactory.service.common import IsoDatetime, Name, Page
 from gigafactory.service.deps import AUTH_ERRORS, NOT_FOUND, Caller, Ctx, Db, Now
 from gigafactory.service.usage import service
 from gigafactory.service.usage.schemas import GuaranteeLedgerOut, UsageRecordOut, UsageReport
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"], responses={**AUTH_ERRORS, **NOT_FOUND})
-Since = Annotated[AwareDatetime | None, Query(description="default: 30 days ago")]
-Until = Annotated[AwareDatetime | None, Query(description="default: now")]
+Since = Annotated[IsoDatetime | None, Query(description="default: 30 days ago")]
+Until = Annotated[IsoDatetime | None, Query(description="default: now")]
 
 
 def _span(since: datetime | None, until: datetime | None, now: datetime) -> tuple[datetime, datetime]:
