@@ -77,7 +77,8 @@ def _window(r: SimResult) -> tuple[float, float]:
 
 
 def _clipped(start: FloatArray, end: FloatArray, lo: float, hi: float) -> FloatArray:
-    return np.maximum(0.0, np.minimum(end, hi) - np.maximum(start, lo))
+    out: FloatArray = np.maximum(0.0, np.minimum(end, hi) - np.maximum(start, lo))
+    return out
 
 
 def steps_at(times: FloatArray, deltas: FloatArray, grid: FloatArray,

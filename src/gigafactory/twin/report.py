@@ -29,6 +29,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from gigafactory.twin.metrics import (
+    IDLE_POWER_FRACTION,
+    SLOWDOWN_FLOOR_S,
     finish_time_fairness,
     group_stats,
     guarantee_violations,
@@ -95,8 +97,28 @@ def analyse(r: SimResult, label: str | None = None, points: int = 1000) -> Analy
         summary=summary, timeseries=ts, by_class=group_stats(j, "tenant_class"),
         by_band=group_stats(j, size_band(j["gpus"].to_numpy())), partners=gv.merge(
             rho.rename(columns={"project": "partner", "rho": "rho_mean"}), on="partner", how="left"),
-        wait_cdf=cdf, lost=lost, assumptions=list(r.assumptions), sections=sections,
+        wait_cdf=cdf, lost=lost, assumptions=[*r.assumptions, *metric_assumptions(r)], sections=sections,
     )
+
+
+def metric_assumptions(r: SimResult) -> list[str]:
+    """How the figures are computed (see :mod:`gigafactory.twin.metrics`)."""
+    spec = r.facility.spec
+    return [
+        "utilisation and goodput are measured over the arrival window and compared with "
+        "min(1, offered load); the whole-run figures include the drain after the last arrival",
+        "JCT is compared with the infinite-cluster bound: each job's own runtime; bounded slowdown "
+        f"uses a {SLOWDOWN_FLOOR_S:g} s floor",
+        "guarantee violations count the GPU-hours a partner held fewer than min(demand, guarantee) "
+        f"GPUs, after the first {r.config.scheduler.reclaim_deadline:g} s (the reclaim deadline) of "
+        "each shortfall",
+        "share satisfaction compares held GPUs with the core's entitlement (water-filling of the up "
+        "capacity over demand) on a time grid; fairness is Jain's index over it",
+        "finish-time fairness ρ: JCT over the time on the project's static share of the facility",
+        f"energy: busy GPUs at full power, idle up GPUs at {IDLE_POWER_FRACTION:.0%} of it, down nodes "
+        f"at none, times the PUE {spec.pue:g}; GPU-hours priced at {spec.cost_per_gpu_hour:g} EUR, "
+        f"energy at {spec.energy_price_per_kwh:g} EUR/kWh",
+    ]
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -273,6 +295,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "–"
     if isinstance(v, float | np.floating):
+        v = float(v)
         if not math.isfinite(v):
             return "–"
         if abs(v) >= 1000:

@@ -29,201 +29,28 @@ from __future__ import annotations
 import math
 import time
 from array import array
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gigafactory.core.decisions import PreemptJob, StartJob
 from gigafactory.core.facility import Facility
-from gigafactory.core.scheduler import InvariantError, Scheduler, SchedulerConfig
-from gigafactory.core.shares import ShareTree, TenantSpec
-from gigafactory.twin.failures import FailureModel, FailureProcess
-from gigafactory.twin.kernel import EventKind, Kernel
-from gigafactory.twin.workload import UNCLASSIFIED, Workload, tree_from_projects
+from gigafactory.core.scheduler import InvariantError, Scheduler
+from gigafactory.core.shares import TenantSpec
+from gigafactory.twin.config import SimConfig, SimResult, SimulationError, parse_cycle
+from gigafactory.twin.failures import FailureProcess
+from gigafactory.twin.kernel import EventKind, Handler, Kernel
+from gigafactory.twin.prepare import check_jobs, partners_and_classes, resolve_tree
+from gigafactory.twin.workload import Workload
+
+__all__ = ["SimConfig", "SimResult", "Simulation", "SimulationError", "parse_cycle", "simulate"]
 
 FUTURE, PENDING, RUNNING, STOPPING, DONE = 0, 1, 2, 3, 4
 COMPLETED, PREEMPTED, FAILED, UNFINISHED = 0, 1, 2, 3
 REASONS = ("completed", "preempted", "node-failure", "unfinished")
 ProgressFn = Callable[[float, int], None]
-
-
-class SimulationError(ValueError):
-    """The simulation cannot run on this input; the message is one line."""
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    """How the twin runs. ``cycle_interval`` 0 with ``cycle_on_events`` is event mode."""
-
-    policy: str = "gigafactory"
-    # the twin reads no pending job's estimate or reason: the core may skip them
-    scheduler: SchedulerConfig = field(default_factory=lambda: SchedulerConfig(explain=False))
-    cycle_on_events: bool = True
-    cycle_interval: float = 0.0
-    failures: FailureModel | None = None
-    start_overhead: float = 0.0
-    preempt_checkpoint: bool = True
-    until: float = math.inf
-    validate: bool = True
-    skip_invalid: bool = False
-    outages: tuple[tuple[int, float, float], ...] = ()  # scripted (node, down at, up at)
-
-    def __post_init__(self) -> None:
-        if self.cycle_interval < 0 or not math.isfinite(self.cycle_interval):
-            raise ValueError(f"cycle interval must be a finite number >= 0, got {self.cycle_interval}")
-        if not self.cycle_on_events and self.cycle_interval <= 0:
-            raise ValueError("the cycle must run on events, every N seconds, or both")
-        if self.start_overhead < 0:
-            raise ValueError(f"start overhead must be >= 0, got {self.start_overhead}")
-        for node, down, up in self.outages:
-            if not 0 <= down <= up < math.inf:
-                raise ValueError(f"outage of node {node}: expected 0 <= down <= up, got {down}, {up}")
-
-    @property
-    def cycle_text(self) -> str:
-        parts = (["on events (coalesced per instant)"] if self.cycle_on_events else []) + (
-            [f"every {self.cycle_interval:g} s"] if self.cycle_interval > 0 else []
-        )
-        return " and ".join(parts)
-
-
-def parse_cycle(text: str) -> tuple[bool, float]:
-    """``events``, ``30`` (seconds) or ``events+30`` → (on events, interval)."""
-    on_events, interval = False, 0.0
-    for part in text.lower().replace(" ", "").split("+"):
-        if part == "events":
-            on_events = True
-            continue
-        try:
-            interval = float(part.removesuffix("s"))
-        except ValueError:
-            raise ValueError(f"cycle must be 'events', a number of seconds or 'events+N', got {text!r}") from None
-        if not interval > 0 or not math.isfinite(interval):
-            raise ValueError(f"cycle interval must be positive seconds, got {text!r}")
-    return on_events, interval
-
-
-@dataclass
-class SimResult:
-    """Raw records of one run; :mod:`gigafactory.twin.metrics` turns them into figures."""
-
-    facility: Facility
-    tree: ShareTree
-    workload: Workload
-    config: SimConfig
-    jobs: pd.DataFrame
-    attempts: pd.DataFrame
-    outages: pd.DataFrame
-    end_time: float
-    events: dict[str, int]
-    wall_s: float
-    stalled: str | None
-    assumptions: list[str]
-    cycles: int = 0  # scheduling cycles the core actually ran
-
-
-def _resolve_tree(workload: Workload, tree: Sequence[TenantSpec] | None, tree_name: str) -> ShareTree:
-    specs = list(tree) if tree is not None else workload.tree or tree_from_projects(workload.projects)
-    try:
-        share = ShareTree(specs)
-    except ValueError as exc:
-        raise SimulationError(f"{tree_name}: {exc}") from None
-    if tree is not None or workload.tree is not None:
-        known = set(share.projects)
-        counts = np.bincount(workload.project, minlength=len(workload.projects))
-        unknown = [(p, int(c)) for p, c in zip(workload.projects, counts, strict=True) if c and p not in known]
-        if unknown:
-            shown = ", ".join(f"{p!r} ({c} jobs)" for p, c in unknown[:3])
-            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
-            raise SimulationError(
-                f"{workload.name}: unknown tenant {shown}{more}: not a project of {tree_name}"
-            )
-    return share
-
-
-def _check_jobs(workload: Workload, facility: Facility, tree: ShareTree, skip: bool) -> Workload:
-    """Refuse (or skip and count) jobs the facility or their tenant's limits can never run."""
-    bad = np.zeros(len(workload), dtype=bool)
-    why: Counter[str] = Counter()
-    for a, name in enumerate(workload.accelerators):
-        if name not in facility.accel_names:
-            sel = workload.accelerator == a
-            if not sel.any():
-                continue
-            if not skip:
-                i = int(np.flatnonzero(sel)[0])
-                raise SimulationError(
-                    f"{workload.name}: job {workload.job_id(i)}: unknown accelerator {name!r}; "
-                    f"facility {facility.name} has {', '.join(facility.accel_names)}"
-                )
-            bad |= sel
-            why["accelerator unknown to the facility"] += int(sel.sum())
-    limits = {None: facility.max_gang()}
-    for a, name in enumerate(workload.accelerators):
-        if name in facility.accel_names:
-            limits[a] = facility.max_gang(facility.accel_id(name))
-    cap = np.full(len(workload), limits[None], dtype=np.int64)
-    for a, lim in limits.items():
-        if a is not None:
-            cap[workload.accelerator == a] = lim
-    big = (workload.gpus > cap) & ~bad
-    if big.any():
-        if not skip:
-            i = int(np.flatnonzero(big)[0])
-            n = int(big.sum())
-            raise SimulationError(
-                f"{workload.name}: job {workload.job_id(i)} asks for {int(workload.gpus[i])} GPUs, "
-                f"more than facility {facility.name} can ever run ({int(cap[i])} in one gang); "
-                f"{n} such job{'s' if n > 1 else ''} (--skip-invalid skips and counts them)"
-            )
-        why["gang bigger than the facility"] += int(big.sum())
-        bad |= big
-    # the most GPUs each project may ever hold: the smallest cap on its path in the tree
-    limit = np.array([min(tree.cap[a] for a in tree.path[tree.index[p]]) if p in tree else np.inf
-                      for p in workload.projects])
-    over = (workload.gpus > limit[workload.project]) & ~bad
-    if over.any():
-        i = int(np.flatnonzero(over)[0])
-        if not skip:
-            n = int(over.sum())
-            raise SimulationError(
-                f"{workload.name}: job {workload.job_id(i)} asks for {int(workload.gpus[i])} GPUs, more than "
-                f"project {workload.projects[int(workload.project[i])]} may ever hold "
-                f"({limit[workload.project[i]]:.0f}: guarantee + borrow limit on its path); "
-                f"{n} such job{'s' if n > 1 else ''} (--skip-invalid skips and counts them)"
-            )
-        why["gang bigger than its tenant's limit"] += int(over.sum())
-        bad |= over
-    if not bad.any():
-        return workload
-    out = workload.select(~bad)
-    out.skipped.update(why)
-    out.notes.append("jobs skipped before the run: " + ", ".join(f"{k}: {v}" for k, v in sorted(why.items())))
-    return out
-
-
-def _partners_and_classes(tree: ShareTree, projects: list[str]) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
-    """Per workload project: its partner's index and its tenant class's index."""
-    partners = tree.partners
-    pidx = {p: k for k, p in enumerate(partners)}
-    classes: list[str] = []
-    part = np.zeros(len(projects), dtype=np.int64)
-    cls = np.zeros(len(projects), dtype=np.int64)
-    for k, name in enumerate(projects):
-        i = tree.index.get(name)
-        if i is None:
-            continue
-        path = tree.path[i]
-        part[k] = pidx[tree.names[path[0]]]
-        label = next((tree.specs[a - 1].tenant_class for a in reversed(path) if tree.specs[a - 1].tenant_class), None)
-        label = label or UNCLASSIFIED
-        if label not in classes:
-            classes.append(label)
-        cls[k] = classes.index(label)
-    return part, partners, cls, classes
 
 
 class Simulation:
@@ -239,8 +66,8 @@ class Simulation:
     ) -> None:
         self.config = cfg = config or SimConfig()
         self.facility = facility
-        self.tree = _resolve_tree(workload, tree, tree_name)
-        self.w = w = _check_jobs(workload, facility, self.tree, cfg.skip_invalid)
+        self.tree = resolve_tree(workload, tree, tree_name)
+        self.w = w = check_jobs(workload, facility, self.tree, cfg.skip_invalid)
         from gigafactory.twin.validate import resolve_policy
 
         try:
@@ -322,7 +149,7 @@ class Simulation:
                 if not 0 <= node < self.facility.n_nodes:
                     raise SimulationError(f"outage: node {node} does not exist (0..{self.facility.n_nodes - 1})")
                 k.schedule(down, EventKind.NODE_FAILURE, i + 1)
-        handlers = [None] * len(EventKind)
+        handlers: list[Handler | None] = [None] * len(EventKind)
         handlers[EventKind.COMPLETION] = self._completion
         handlers[EventKind.STOP] = self._stop
         handlers[EventKind.NODE_FAILURE] = self._node_failure
@@ -600,7 +427,7 @@ class Simulation:
         n = self.n
         a_job = np.frombuffer(self.a_job, dtype=np.int64) if len(self.a_job) else np.zeros(0, np.int64)
 
-        def col(arr: array, dtype: type = np.float64) -> np.ndarray:
+        def col(arr: array[Any], dtype: type = np.float64) -> np.ndarray:
             return np.frombuffer(arr, dtype=dtype).copy() if len(arr) else np.zeros(0, dtype)
 
         attempts = pd.DataFrame({
@@ -615,7 +442,7 @@ class Simulation:
             "reason": pd.Categorical.from_codes(col(self.a_reason, np.int8), categories=list(REASONS)),
             "watts": np.frombuffer(self.watts, dtype=np.float64)[a_job] if n else np.zeros(0),
         })
-        part, partners, cls, classes = _partners_and_classes(self.tree, w.projects)
+        part, partners, cls, classes = partners_and_classes(self.tree, w.projects)
         state = np.frombuffer(bytes(self.state), dtype=np.uint8) if n else np.zeros(0, np.uint8)
         status = np.array(["not-arrived", "pending", "running", "running", "completed"])[state]
 
@@ -691,7 +518,3 @@ def simulate(
 ) -> SimResult:
     """Run one simulation and return its raw records."""
     return Simulation(facility, workload, config, tree, tree_name).run(progress)
-
-
-def with_policy(config: SimConfig, policy: str) -> SimConfig:
-    return replace(config, policy=policy)

@@ -194,12 +194,12 @@ def arrival_times(rng: np.random.Generator, n: int, days: float, diurnal: float)
     gaps = rng.exponential(size=n + 1)
     u = np.cumsum(gaps)[:-1] / gaps.sum()
     if diurnal == 0:
-        return u * horizon
+        return np.asarray(u * horizon, dtype=np.float64)
     phase = 2 * math.pi * (PEAK_HOUR - 6.0) / 24.0  # sin peaks 6 h after its zero
     grid = np.linspace(0.0, horizon, max(2, int(horizon / 60.0) + 1))
     w = 2 * math.pi / DAY
     cum = grid - diurnal / w * (np.cos(w * grid - phase) - math.cos(-phase))
-    return np.interp(u * cum[-1], cum, grid)
+    return np.asarray(np.interp(u * cum[-1], cum, grid), dtype=np.float64)
 
 
 def _draw(rng: np.random.Generator, model: KindModel, n: int, max_gang: int) -> tuple[

@@ -199,7 +199,8 @@ def from_frame(
     def opt(col: str) -> FloatArray | None:
         if col not in df.columns or df[col].isna().all():
             return None
-        return df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        out: FloatArray = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        return out
 
     notes = [
         f"trace {name}: {n} jobs; tenants become projects",
