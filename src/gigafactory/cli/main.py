@@ -26,11 +26,12 @@ class UserError(Exception):
 
 
 def _register() -> None:
-    from gigafactory.cli import demo_cmd, trace_cmd, twin_cmd
+    from gigafactory.cli import demo_cmd, service_cmds, trace_cmd, twin_cmd
 
     demo_cmd.register(app)
     trace_cmd.register(app)
     twin_cmd.register(app)
+    service_cmds.register(app)
 
 
 _register()
