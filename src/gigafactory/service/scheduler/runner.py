@@ -38,7 +38,7 @@ class LoopRunner:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="gigafactory-scheduler", daemon=True)
         self.loop: SchedulerLoop | None = None
-        self.hooks: list[Any] = []  # called after each cycle (the demo feeder)
+        self.hooks: list[Any] = list(ctx.extras.get("loop_hooks", []))  # after each cycle
 
     def start(self) -> LoopRunner:
         self.thread.start()
