@@ -13,7 +13,8 @@ Scenarios (``--scenario``):
 - ``scaling``: the three synthetic sizes, each in its own process (so peak RSS is
   its own), to show how wall time grows with jobs.
 
-Each run writes ``bench/results/twin-<scenario>.json`` with at least ``jobs``,
+Each run writes ``bench/results/twin-<scenario>.json`` (``twin-<scenario>-<policy>.json``
+for a policy other than the default) with at least ``jobs``,
 ``gpus``, ``wall_s`` (the simulation's event loop), ``events_per_s`` and
 ``peak_rss_mib`` at the top level, plus the time to build the workload, the time to
 compute the metrics, and the run's headline figures.
@@ -171,7 +172,8 @@ def main() -> None:
     if args.print_only:
         print(json.dumps(data))
         return
-    path = write(args.scenario, data)
+    name = args.scenario if args.policy == "gigafactory" else f"{args.scenario}-{args.policy}"
+    path = write(name, data)
     print(json.dumps({k: data[k] for k in ("jobs", "gpus", "wall_s", "events_per_s", "peak_rss_mib")}))
     print(f"wrote {path}", file=sys.stderr)
 

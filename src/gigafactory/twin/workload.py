@@ -24,6 +24,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -111,24 +112,43 @@ class Workload:
         return self.work_gpu_seconds / (capacity_gpus * span)
 
     def job_spec(self, i: int) -> JobSpec:
-        """The job as the scheduling core sees it (built on arrival)."""
-        dur = float(self.duration[i])
-        ckpt = float(self.checkpoint_interval[i])
-        accel = int(self.accelerator[i])
+        """The job as the scheduling core sees it (built on arrival; columns cached as lists)."""
+        c = self._columns()
+        dur = c["duration"][i]
+        ckpt = c["ckpt"][i]
+        accel = c["accel"][i]
         return JobSpec(
-            id=self.job_id(i),
-            project=self.projects[int(self.project[i])],
-            gpus=int(self.gpus[i]),
-            submit_time=float(self.submit[i]),
+            id=self.ids[i] if self.ids is not None else f"j{i}",
+            project=c["project"][i],
+            gpus=c["gpus"][i],
+            submit_time=c["submit"][i],
             walltime=walltime_for(dur),
             runtime_estimate=dur if self.estimates == "exact" else None,
             accelerator=self.accelerators[accel] if accel >= 0 else None,
-            topology=TOPOLOGIES[int(self.topology[i])],
-            priority=PriorityClass(int(self.priority[i])),
-            checkpointable=not math.isnan(ckpt),
-            checkpoint_interval=None if math.isnan(ckpt) else ckpt,
+            topology=TOPOLOGIES[c["topology"][i]],
+            priority=_PRIORITY[c["priority"][i]],
+            checkpointable=ckpt == ckpt,  # not NaN
+            checkpoint_interval=ckpt if ckpt == ckpt else None,
             oracle_runtime=dur,
         )
+
+    def _columns(self) -> dict[str, list[Any]]:
+        cols = self.__dict__.get("_cols")
+        if cols is None:
+            names = self.projects
+            cols = {
+                "duration": self.duration.tolist(), "ckpt": self.checkpoint_interval.tolist(),
+                "accel": self.accelerator.tolist(), "project": [names[k] for k in self.project.tolist()],
+                "gpus": self.gpus.tolist(), "submit": self.submit.tolist(),
+                "topology": self.topology.tolist(), "priority": self.priority.tolist(),
+            }
+            self.__dict__["_cols"] = cols
+        return cols
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_cols", None)  # rebuilt on demand; keeps pickles (compare) small
+        return state
 
     def select(self, keep: npt.NDArray[np.bool_]) -> Workload:
         """A copy with only the jobs where ``keep`` is true (order kept)."""
@@ -149,6 +169,7 @@ class Workload:
 
 
 TOPOLOGIES: tuple[TopologyWish, ...] = tuple(TopologyWish)
+_PRIORITY: dict[int, PriorityClass] = {int(p): p for p in PriorityClass}
 
 
 def walltime_for(duration: float) -> float:
