@@ -489,7 +489,9 @@ class Simulation:
             f"scheduler config: {cfg.scheduler}",
             f"scheduling cycle runs {cfg.cycle_text}"
             + ("; a periodic cycle is skipped when nothing happened since a cycle that decided "
-               "nothing (the core would decide the same)" if cfg.cycle_interval > 0 else ""),
+               "nothing (the core would decide the same)" if cfg.cycle_interval > 0 else
+               "; decisions that only the passage of time would change (a victim's minimum runtime "
+               "running out) wait for the next event"),
             f"a started job holds its GPUs at once; useful work starts after {cfg.start_overhead:g} s",
             "checkpoints cost nothing and happen every checkpoint_interval seconds of work in each attempt",
             f"a preempted job stops {self._grace:g} s after SIGTERM (the core's preemption grace), "
