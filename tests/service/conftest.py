@@ -148,17 +148,21 @@ def _truncate(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A clean, migrated database URL: once on SQLite, once on PostgreSQL."""
+def _clean_url(request: pytest.FixtureRequest, directory: Path) -> str:
     if request.param == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
-        target = tmp_path / "gigafactory.db"
+        target = directory / "gigafactory.db"
         shutil.copyfile(template, target)
         return f"sqlite:///{target}"
     url: str = request.getfixturevalue("pg_database")
     _truncate(url)
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A clean, migrated database URL: once on SQLite, once on PostgreSQL."""
+    return _clean_url(request, tmp_path)
 
 
 class FakeClock:
@@ -196,11 +200,19 @@ def api(db_url: str, clock: FakeClock, tmp_path: Path) -> Iterator[Api]:
 
 
 
-@pytest.fixture
-def api_populated(api: Api) -> Api:
-    """The API over a database with the standard tree and a few jobs."""
-    api.tree()
-    member = api.user("fuzz", ("alpha", "member"))
-    for _ in range(3):
-        api.job(member, "alpha", 2)
-    return api
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api_populated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """One app per module and database, with the standard tree and a few jobs (for
+    fuzzing, where examples may pile up in the database)."""
+    directory = tmp_path_factory.mktemp("populated")
+    settings = Settings(database_url=_clean_url(request, directory), scheduler_enabled=False,
+                        state_dir=directory / "state", facility="dev-32")
+    clock = FakeClock()
+    app = create_app(settings, clock=clock, run_loop=False)
+    with TestClient(app) as client:
+        api = Api(client, clock, app.state.ctx)
+        api.tree()
+        member = api.user("fuzz", ("alpha", "member"))
+        for _ in range(3):
+            api.job(member, "alpha", 2)
+        yield api
