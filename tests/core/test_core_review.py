@@ -252,7 +252,8 @@ def test_lend_limit_keeps_idle_guarantee_out_of_entitlements() -> None:
 
 # ------------------------------------------------------------ preemption
 def test_reclaim_settles_without_thrashing() -> None:
-    s = Scheduler(a_facility().nodes(4).per_block(2).build(), a_tree().project("a").project("b").build(),
+    s = Scheduler(a_facility().nodes(4).per_block(2).build(),
+                  a_tree().project("a", guarantee=16).project("b", guarantee=16).build(),
                   "gigafactory", SchedulerConfig(reclaim_deadline=0, preemption_grace=30))
     submit(s, *[a_job(f"a{i}", "a").gpus(8).runs("10h").build() for i in range(4)])
     s.cycle(0)
@@ -267,7 +268,7 @@ def test_reclaim_settles_without_thrashing() -> None:
             rj = s.job_ended(p.job_id, now + 30)
             s.submit(rj.spec, attained_service=rj.attained(now + 30), now=now + 30)
         now += 60.0
-    assert sorted(preempted) == ["a0", "a1"]  # equal weights: 16 GPUs each, then stable
+    assert sorted(preempted) == ["a0", "a1"]  # guarantees of 16 each: reclaimed, then stable
     held = {p: sum(r.spec.gpus for r in s.running.values() if r.spec.project == p) for p in "ab"}
     assert held == {"a": 16, "b": 16}
 
@@ -289,3 +290,14 @@ def test_empty_queue_cycle_decides_nothing(policy: str) -> None:
     d = s.cycle(0)
     assert (d.starts, d.preemptions, d.reservations, d.pending) == ((), (), (), ())
     assert d.stats.free_gpus == 32 and d.entitlements == {"p": 0.0}
+
+
+def test_no_preemption_without_guarantees() -> None:
+    """Tenants without guarantees share idle capacity by fair share, never by preemption."""
+    s = Scheduler(a_facility().nodes(4).per_block(2).build(), a_tree().project("a").project("b").build(),
+                  "gigafactory", SchedulerConfig(reclaim_deadline=0))
+    submit(s, *[a_job(f"a{i}", "a").gpus(8).runs("10h").build() for i in range(4)])
+    s.cycle(0)
+    submit(s, *[a_job(f"b{i}", "b").gpus(8).runs("10h").at(10).build() for i in range(4)])
+    assert s.cycle(10).preemptions == ()
+    assert s.cycle(5000).preemptions == ()

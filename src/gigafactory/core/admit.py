@@ -43,7 +43,7 @@ def admit(ctx: CycleContext, job: PendingJob) -> None:
     if alloc is not None:
         start(ctx, job, alloc, "fits now")
         return
-    if ctx.policy.backfill and ctx.reservations:
+    if ctx.policy.backfill and ctx.reservations and ctx.backfill_left > 0:
         owed = ctx.policy.reclaim and preemption.owed(ctx, job)
         got = try_backfill(ctx, job, owed)
         if got is not None:
@@ -60,7 +60,7 @@ def admit(ctx: CycleContext, job: PendingJob) -> None:
         if ctx.policy.strict:
             ctx.stop = job.spec.id
         return
-    ctx.blocked.append((job, why_waiting(ctx, job)))
+    ctx.blocked.append((job, why_waiting(ctx, job) if ctx.s.config.explain else ""))
 
 
 def over_limit(ctx: CycleContext, job: PendingJob) -> str | None:
@@ -125,6 +125,7 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
     borrowing jobs. Returns the placement and the reason."""
     if ctx.backfill_left <= 0:
         return None
+    ctx.backfill_left -= 1  # every attempt counts: the budget bounds the cycle's work
     end = ctx.now + job.spec.expected_runtime
     mine = ctx.s.tree.path[job.tenant]
     later = [r for r in ctx.reservations if r.claim_nodes.shape[0] and (
@@ -134,7 +135,6 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
     st = ctx.s.state
     if st.free_for(job.accel) + ctx.claimed < job.spec.gpus:
         return None
-    ctx.backfill_left -= 1
     for r in later:
         st._apply(r.claim_nodes, r.claim_counts)
         ctx.claimed -= int(r.claim_counts.sum())

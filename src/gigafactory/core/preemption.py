@@ -36,23 +36,37 @@ __all__ = ["PreemptJob", "kept_for_lenders", "reclaim"]
 
 
 def owed(ctx: CycleContext, job: PendingJob) -> bool:
-    """True when the job fits inside its tenant's entitlement at every level."""
+    """True when the job is owed capacity: it fits inside its tenant's entitlement at
+    every level (no thrashing), and inside the *guarantee* at some level (a project, or
+    the programme or partner it belongs to, is under what it was promised). Tenants
+    without guarantees share idle capacity by fair share, never by preemption."""
     s = ctx.s
     g = job.spec.gpus
-    return all(
-        s.used[a] + ctx.committed[a] + g <= ctx.ent[a] + 1e-6 for a in s.tree.path[job.tenant]
-    )
+    guarantee = s.tree.guarantee
+    under_guarantee = False
+    for a in s.tree.path[job.tenant]:
+        held = s.used[a] + ctx.committed[a] + g
+        if held > ctx.ent[a] + 1e-6:
+            return False
+        under_guarantee = under_guarantee or held <= guarantee[a] + 1e-6
+    return under_guarantee
 
 
 def headroom(ctx: CycleContext) -> np.ndarray:
-    """Per tenant: GPUs it may still start while staying within its entitlement at
-    every level of its path (``owed(job)`` is ``job.gpus <= headroom[job.tenant]``)."""
+    """Per tenant: the largest job that could be owed (``owed(job)`` implies
+    ``job.gpus <= headroom[job.tenant]``): within the entitlement at every level, and
+    within the guarantee at some level."""
     s = ctx.s
-    free = ctx.ent + 1e-6 - s.used - ctx.committed
+    held = s.used + ctx.committed
+    free = ctx.ent + 1e-6 - held
+    promised = s.tree.guarantee + 1e-6 - held
     room = np.full(len(s.tree), np.inf)
+    best = np.full(len(s.tree), -np.inf)
     for i in range(1, len(s.tree)):  # parents precede children
-        room[i] = min(room[int(s.tree.parent[i])], free[i])
-    return room
+        p = int(s.tree.parent[i])
+        room[i] = min(room[p], free[i])
+        best[i] = max(best[p], promised[i])
+    return np.minimum(room, best)
 
 
 def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
