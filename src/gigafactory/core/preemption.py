@@ -66,7 +66,8 @@ def headroom(ctx: CycleContext) -> np.ndarray:
         p = int(s.tree.parent[i])
         room[i] = min(room[p], free[i])
         best[i] = max(best[p], promised[i])
-    return np.minimum(room, best)
+    out: np.ndarray = np.minimum(room, best)
+    return out
 
 
 def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
