@@ -188,9 +188,10 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
     t, nodes, counts = planned
     claim = np.minimum(s.state.node_free[nodes], counts)
     keep = claim > 0
-    borrowing = tuple(a for a in s.tree.path[job.tenant] if s.used[a] + spec.gpus > ctx.ent[a] + 1e-6)
-    res = Reservation(job, t, nodes, counts, nodes[keep], claim[keep],
-                      borrowing if ctx.policy.reclaim else (), int(s.facility.node_accel[nodes[0]]))
+    borrowing = tuple(a for a in s.tree.path[job.tenant]
+                      if s.used[a] + spec.gpus > ctx.ent[a] + 1e-6) if ctx.policy.reclaim else ()
+    res = Reservation(job, t, nodes, counts, nodes[keep], claim[keep], borrowing,
+                      int(s.facility.node_accel[nodes[0]]))
     if res.claim_nodes.shape[0]:
         s.state._apply(res.claim_nodes, -res.claim_counts)
         ctx.claimed += int(res.claim_counts.sum())

@@ -125,6 +125,8 @@ def entitle(ctx: CycleContext) -> None:
     """Entitlements from demand (running + pending), and fair-share factors from usage."""
     s = ctx.s
     tree = s.tree
+    if not (ctx.policy.shares or s.config.explain):
+        return  # nothing in this cycle reads them
     demand = np.where(tree.is_leaf, s.used, 0.0) + s.pending_gpus
     capacity = float(s.facility.node_gpus[s.state.node_up].sum())
     ctx.ent = entitlements(tree, capacity, demand)
@@ -253,7 +255,7 @@ def decide(ctx: CycleContext) -> Decisions:
             for r in ctx.reservations
         ),
         pending=tuple(ctx.status.values()),
-        entitlements={names[i]: round(float(e), 6) for i, e in enumerate(ctx.ent.tolist()) if i},
+        entitlements={names[i]: round(e, 6) for i, e in enumerate(ctx.ent.tolist()) if i},
         stats=CycleStats(
             pending=len(s.pending),
             running=len(s.running),

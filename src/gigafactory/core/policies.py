@@ -33,8 +33,10 @@ class Policy:
     - ``reservation_depth``: how many (``None``: the scheduler config decides); the
       head of every priority class always gets one;
     - ``backfill``: later jobs may start when they delay no reservation;
-    - ``reclaim``: preempt borrowers for owners under their entitlement, and
-      ``preemptible`` jobs for ``urgent`` ones.
+    - ``reclaim``: preempt borrowers for owners under their guarantee, and
+      ``preemptible`` jobs for ``urgent`` ones;
+    - ``shares``: the order or the reclaim reads entitlements and fair share (others
+      only compute them when the cycle explains itself).
     """
 
     name: str
@@ -45,6 +47,7 @@ class Policy:
     reservation_depth: int | None = None
     backfill: bool = True
     reclaim: bool = False
+    shares: bool = False
 
 
 # Order keys: arrays over the given queue slots, most significant first. Ties end
@@ -113,6 +116,7 @@ GIGAFACTORY = Policy(
     "choosing victims that lose the least work.",
     _gigafactory_key,
     reclaim=True,
+    shares=True,
 )
 
 #: Every policy, in one explicit list.
