@@ -56,7 +56,7 @@ def admit(ctx: CycleContext, job: PendingJob) -> None:
         len(ctx.reservations) < ctx.depth or int(job.spec.priority) not in ctx.reserved_classes
     )
     if ctx.policy.strict or wants_reservation:
-        reserve(ctx, job, why_waiting(ctx, job))
+        reserve(ctx, job, why_waiting(ctx, job) if ctx.s.config.explain else "")
         if ctx.policy.strict:
             ctx.stop = job.spec.id
         return
@@ -137,7 +137,7 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
         return None
     for r in later:
         st._apply(r.claim_nodes, r.claim_counts)
-        ctx.claimed -= int(r.claim_counts.sum())
+        _claimed(ctx, r.accel, -int(r.claim_counts.sum()))
     alloc = place(st, job.spec.gpus, job.accel, job.spec.topology)
     if alloc is not None:  # hold the job's GPUs while re-claiming, so claims skip them
         st._apply(alloc[0], -alloc[1])
@@ -146,7 +146,7 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
         keep = take > 0
         r.claim_nodes, r.claim_counts = r.claim_nodes[keep], take[keep]
         st._apply(r.claim_nodes, -r.claim_counts)
-        ctx.claimed += int(r.claim_counts.sum())
+        _claimed(ctx, r.accel, int(r.claim_counts.sum()))
     if alloc is None:
         return None
     st._apply(alloc[0], alloc[1])
@@ -156,6 +156,12 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
         return alloc, f"backfilled: ends before the reservation of job {hit.job.spec.id} starts"
     return alloc, (f"within its entitlement, ahead of the reservation of job {hit.job.spec.id}, "
                    f"which would borrow")
+
+
+def _claimed(ctx: CycleContext, accel: int, delta: int) -> None:
+    """Keep the cycle's claimed-GPU counters (total and per accelerator type) current."""
+    ctx.claimed += delta
+    ctx.claimed_of[accel] = ctx.claimed_of.get(accel, 0) + delta
 
 
 def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None:
@@ -194,7 +200,7 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
                       int(s.facility.node_accel[nodes[0]]))
     if res.claim_nodes.shape[0]:
         s.state._apply(res.claim_nodes, -res.claim_counts)
-        ctx.claimed += int(res.claim_counts.sum())
+        _claimed(ctx, res.accel, int(res.claim_counts.sum()))
     ctx.avail()[nodes] = t + spec.expected_runtime
     ctx.reservations.append(res)
     ctx.latest_reservation = max(ctx.latest_reservation, t)
@@ -229,10 +235,7 @@ def _shape_reason(ctx: CycleContext, g: int, wish: TopologyWish, accel: int | No
     same = [r for r in ctx.reservations if accel is None or r.accel == accel]
     if same:
         first = same[0].job.spec
-        key = ("claimed", accel, len(ctx.reservations), ctx.claimed)
-        claimed = ctx.memo.get(key)
-        if claimed is None:
-            claimed = ctx.memo[key] = float(sum(int(r.claim_counts.sum()) for r in same))
+        claimed = ctx.claimed if accel is None else ctx.claimed_of.get(accel, 0)
         if free + claimed >= g:
             text = f"behind the reservation of job {first.id}"
         if int(first.priority) > prio:

@@ -79,12 +79,17 @@ def plan(
 
 def _fewest_block_pick(node_block: IntArray, ready: IntArray, need: int) -> IntArray:
     """From ready nodes, take ``need`` of them from the blocks holding most ready nodes."""
-    blocks, counts = np.unique(node_block[ready], return_counts=True)
-    order = blocks[np.argsort(-counts, kind="stable")]
+    blocks = node_block[ready]
+    first = int(blocks.min())
+    counts = np.bincount(blocks - first)
+    if counts.max() >= need:  # one block holds enough: take them from the fullest one
+        b = first + int(np.argmax(counts))
+        return ready[blocks == b][:need]
+    order = np.argsort(-counts, kind="stable")
     taken: list[IntArray] = []
     left = need
     for b in order.tolist():
-        these = ready[node_block[ready] == b][:left]
+        these = ready[blocks == first + b][:left]
         taken.append(these)
         left -= these.shape[0]
         if left == 0:

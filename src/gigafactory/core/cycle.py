@@ -85,6 +85,7 @@ class CycleContext:
     reclaim_left: int = 0
     backfill_left: int = 64
     claimed: int = 0
+    claimed_of: dict[int, int] = field(default_factory=dict)  # per accelerator type
     latest_reservation: float = float("-inf")
     victim_pool: list[RunningJob] | None = None
     over_anc: list[tuple[int, ...]] = field(default_factory=list)

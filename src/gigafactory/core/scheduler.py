@@ -44,7 +44,7 @@ class SchedulerConfig:
       reservations, reclaims, limits) get a status.
     """
 
-    reservation_depth: int = 16
+    reservation_depth: int = 4
     reclaim_deadline: float = 600.0
     usage_half_life: float = 7 * 86400.0
     preemption_grace: float = 60.0
