@@ -84,7 +84,8 @@ def _fewest_block_pick(node_block: IntArray, ready: IntArray, need: int) -> IntA
     counts = np.bincount(blocks - first)
     if counts.max() >= need:  # one block holds enough: take them from the fullest one
         b = first + int(np.argmax(counts))
-        return ready[blocks == b][:need]
+        picked: IntArray = ready[blocks == b][:need]
+        return picked
     order = np.argsort(-counts, kind="stable")
     taken: list[IntArray] = []
     left = need
