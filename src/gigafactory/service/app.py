@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from gigafactory.core.facility import preset
 from gigafactory.service import errors
+from gigafactory.service.auth.cache import AuthCache
 from gigafactory.service.db import make_engine, session_factory, utcnow
 from gigafactory.service.deps import ServiceContext, single_valued_query
 from gigafactory.service.metrics import Metrics
@@ -45,6 +46,7 @@ def build_context(
         clock=clock,
         metrics=Metrics(sessions),
         executor=executor,
+        auth_cache=AuthCache(settings.auth_cache_ttl),
     )
     return ctx
 
@@ -100,7 +102,7 @@ def _include_routers(app: FastAPI) -> None:
     from gigafactory.service.tenants.router import router as tenants
     from gigafactory.service.usage.router import router as usage
 
-    for r in (auth, tenants, facility, jobs, usage, audit):
+    for r in (jobs, auth, tenants, facility, usage, audit):  # hot paths first: matched in order
         app.include_router(r)
 
 

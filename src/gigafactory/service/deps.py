@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gigafactory.core.facility import Facility
 from gigafactory.service.auth.access import Principal
+from gigafactory.service.auth.cache import AuthCache
 from gigafactory.service.auth.service import authenticate
 from gigafactory.service.db import utcnow
 from gigafactory.service.errors import Invalid
@@ -35,16 +36,19 @@ class ServiceContext:
     metrics: Any = None
     executor: Any = None
     loop: Any = None
+    auth_cache: AuthCache = field(default_factory=lambda: AuthCache(0))
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def get_ctx(request: Request) -> ServiceContext:
+# Cheap dependencies are ``async def`` so that FastAPI runs them on the event loop
+# instead of hopping to the thread pool for each one.
+async def get_ctx(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.ctx
     return ctx
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    ctx = get_ctx(request)
+    ctx: ServiceContext = request.app.state.ctx
     with ctx.sessions() as session:
         try:
             yield session
@@ -52,15 +56,16 @@ def get_db(request: Request) -> Iterator[Session]:
             session.rollback()
 
 
-def get_now(request: Request) -> datetime:
-    return get_ctx(request).clock()
+async def get_now(request: Request) -> datetime:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx.clock()
 
 
 #: Query parameters that may be repeated (declared as lists by their routes).
 REPEATABLE = frozenset({"state"})
 
 
-def single_valued_query(request: Request) -> None:
+async def single_valued_query(request: Request) -> None:
     """Reject a repeated query parameter that is not a list (FastAPI would silently take
     the last one): 422 naming the parameter."""
     seen: set[str] = set()
@@ -79,15 +84,39 @@ def get_principal(
     db: Annotated[Session, Depends(get_db)],
 ) -> Principal:
     raw = creds.credentials if creds is not None and creds.scheme.lower() == "bearer" else None
-    principal = authenticate(db, raw, get_ctx(request).clock())
+    ctx: ServiceContext = request.app.state.ctx
+    principal = authenticate(db, raw, ctx.clock(), ctx.auth_cache)
     request.state.principal = principal
     return principal
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Everything an endpoint needs, resolved by one dependency (fewer to solve on hot
+    paths): the session, the caller, the context and the request's time."""
+
+    db: Session
+    who: Principal
+    ctx: ServiceContext
+    now: datetime
+
+
+def get_call(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    db: Annotated[Session, Depends(get_db)],
+) -> Call:
+    ctx: ServiceContext = request.app.state.ctx
+    raw = creds.credentials if creds is not None and creds.scheme.lower() == "bearer" else None
+    now = ctx.clock()
+    return Call(db, authenticate(db, raw, now, ctx.auth_cache), ctx, now)
 
 
 Ctx = Annotated[ServiceContext, Depends(get_ctx)]
 Db = Annotated[Session, Depends(get_db)]
 Now = Annotated[datetime, Depends(get_now)]
 Caller = Annotated[Principal, Depends(get_principal)]
+Authed = Annotated[Call, Depends(get_call)]
 
 #: Error responses every authenticated endpoint may give (documented in OpenAPI).
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {

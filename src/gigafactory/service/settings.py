@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         default="refuse",
         description="on submit to a project without budget left: refuse it, or accept it held",
     )
+    auth_cache_ttl: float = Field(
+        default=5.0, ge=0, le=300,
+        description="s a resolved token is cached per process; revocations through another "
+        "replica take effect within this time (0: no cache)",
+    )
     token_ttl_days: int = Field(default=90, ge=1, le=3650, description="default API token life")
     default_grace: float = Field(default=60.0, gt=0, le=3600, description="SIGTERM grace, s")
     page_size: int = Field(default=50, ge=1, le=1000, description="default list page size")

@@ -6,17 +6,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from gigafactory.service.audit.models import AuditEntry
+
+_INSERT = insert(AuditEntry.__table__)
 
 
 def record(
     db: Session, actor: str, action: str, target: str, now: datetime, **detail: Any
 ) -> None:
     """Add one audit entry (who, what, on which object, when, with which parameters)."""
-    db.add(AuditEntry(at=now, actor=actor, action=action, target=target, detail=detail))
+    db.execute(_INSERT, {"at": now, "actor": actor, "action": action, "target": target,
+                         "detail": detail})
 
 
 def entries(

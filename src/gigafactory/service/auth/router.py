@@ -51,8 +51,12 @@ def read_user(name: UserName, db: Db, who: Caller) -> UserOut:
 
 
 @router.patch("/users/{name}", tags=["auth"], responses={**NOT_FOUND, **CONFLICT})
-def update_user(name: UserName, body: UserUpdate, db: Db, who: Caller, now: Now) -> UserOut:
-    return UserOut.model_validate(service.update_user(db, who, name, body, now))
+def update_user(
+    name: UserName, body: UserUpdate, db: Db, who: Caller, ctx: Ctx, now: Now
+) -> UserOut:
+    user = service.update_user(db, who, name, body, now)
+    ctx.auth_cache.clear()
+    return UserOut.model_validate(user)
 
 
 @router.get("/memberships", tags=["auth"])
@@ -67,9 +71,13 @@ def list_memberships(
 
 
 @router.post("/memberships", status_code=201, tags=["auth"], responses={**NOT_FOUND, **CONFLICT})
-def create_membership(body: MembershipCreate, db: Db, who: Caller, now: Now) -> MembershipOut:
+def create_membership(
+    body: MembershipCreate, db: Db, who: Caller, ctx: Ctx, now: Now
+) -> MembershipOut:
     """Grant a role on a tenant (or facility-wide, admins only)."""
-    return service.create_membership(db, who, body, now)
+    out = service.create_membership(db, who, body, now)
+    ctx.auth_cache.clear()
+    return out
 
 
 @router.delete(
@@ -79,8 +87,9 @@ def create_membership(body: MembershipCreate, db: Db, who: Caller, now: Now) -> 
     responses={**NOT_FOUND, **CONFLICT},
     response_class=Response,
 )
-def delete_membership(membership_id: Id, db: Db, who: Caller, now: Now) -> Response:
+def delete_membership(membership_id: Id, db: Db, who: Caller, ctx: Ctx, now: Now) -> Response:
     service.delete_membership(db, who, membership_id, now)
+    ctx.auth_cache.clear()
     return Response(status_code=204)
 
 
@@ -99,6 +108,8 @@ def create_token(body: TokenCreate, db: Db, who: Caller, ctx: Ctx, now: Now) -> 
 
 
 @router.delete("/tokens/{token_id}", tags=["auth"], responses=NOT_FOUND)
-def revoke_token(token_id: Id, db: Db, who: Caller, now: Now) -> TokenOut:
+def revoke_token(token_id: Id, db: Db, who: Caller, ctx: Ctx, now: Now) -> TokenOut:
     """Revoke a token at once; it can never be used again."""
-    return service.revoke_token(db, who, token_id, now)
+    out = service.revoke_token(db, who, token_id, now)
+    ctx.auth_cache.clear()
+    return out

@@ -6,11 +6,12 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gigafactory.service.audit.service import record
 from gigafactory.service.auth.access import Principal, require, require_admin, tenant_chain
+from gigafactory.service.auth.cache import AuthCache
 from gigafactory.service.auth.models import ApiToken, Membership, User
 from gigafactory.service.auth.roles import GRANTS, SCOPES, Cap, Role
 from gigafactory.service.auth.schemas import (
@@ -55,15 +56,28 @@ def issue_token(
     return row, raw
 
 
-def authenticate(db: Session, raw: str | None, now: datetime) -> Principal:
+_TOKEN_Q = (
+    select(ApiToken, User)
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("h"))
+)
+_GRANTS_Q = select(Membership.tenant_id, Membership.role).where(
+    Membership.user_id == bindparam("u")
+)
+
+
+def authenticate(
+    db: Session, raw: str | None, now: datetime, cache: AuthCache | None = None
+) -> Principal:
     """Resolve a bearer token to a :class:`Principal`, or raise 401 saying why."""
     if not raw:
         raise Unauthorized("missing bearer token; pass 'Authorization: Bearer <token>'")
-    row = db.execute(
-        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(
-            ApiToken.token_hash == hash_token(raw)
-        )
-    ).first()
+    digest = hash_token(raw)
+    if cache is not None:
+        hit = cache.get(digest, now)
+        if hit is not None:
+            return hit
+    row = db.execute(_TOKEN_Q, {"h": digest}).first()
     if row is None:
         raise Unauthorized("invalid token")
     token, user = row
@@ -76,15 +90,16 @@ def authenticate(db: Session, raw: str | None, now: datetime) -> Principal:
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         token.last_used_at = now
         db.commit()
-    grants = db.execute(
-        select(Membership.tenant_id, Membership.role).where(Membership.user_id == user.id)
-    ).all()
-    return Principal(
+    grants = db.execute(_GRANTS_Q, {"u": user.id}).all()
+    principal = Principal(
         user_id=user.id,
         name=user.name,
         grants=tuple((t, Role(r)) for t, r in grants),
         token_id=token.id,
     )
+    if cache is not None:
+        cache.put(digest, token.expires_at, principal)
+    return principal
 
 
 def _token_out(token: ApiToken, user_name: str, secret: str | None = None) -> TokenOut:

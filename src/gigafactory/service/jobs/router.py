@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from gigafactory.core.jobs import JobState
 from gigafactory.service.common import Name, Page
-from gigafactory.service.deps import AUTH_ERRORS, CONFLICT, NOT_FOUND, Caller, Ctx, Db, Now
+from gigafactory.service.deps import AUTH_ERRORS, CONFLICT, NOT_FOUND, Authed, Caller, Ctx, Db, Now
 from gigafactory.service.jobs import logs, service
 from gigafactory.service.jobs.models import Job
 from gigafactory.service.jobs.schemas import JobAction, JobDetail, JobOut, JobSubmit, LogChunk
@@ -32,38 +32,33 @@ NoBody = Annotated[JobAction | None, Body()]
 @router.post(
     "/jobs",
     status_code=201,
+    response_model=JobOut,
     responses={
         200: {"description": "replay of an earlier submission with the same Idempotency-Key"},
         402: {"description": "the project's budget is exhausted"},
         **CONFLICT,
     },
 )
-def submit_job(
-    body: JobSubmit,
-    response: Response,
-    db: Db,
-    who: Caller,
-    ctx: Ctx,
-    now: Now,
-    idempotency_key: IdemKey = None,
-) -> JobOut:
+def submit_job(body: JobSubmit, call: Authed, idempotency_key: IdemKey = None) -> Response:
     """Submit a gang job. Retries with the same ``Idempotency-Key`` never create two jobs."""
+    ctx, now = call.ctx, call.now
     job, outcome, created = service.submit(
-        db, who, body, idempotency_key, ctx.settings, ctx.facility, now
+        call.db, call.who, body, idempotency_key, ctx.settings, ctx.facility, now
     )
     ctx.metrics.submissions.labels(outcome).inc()
-    if not created:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    return service.job_out(job, body.project, who.name, now)
+    out = service.job_out(job, body.project, call.who.name, now)
+    # Serialised once here (the hot path): FastAPI would validate the model again.
+    return Response(
+        out.model_dump_json(),
+        status_code=201 if created else 200,
+        media_type="application/json",
+        headers=None if created else {"Idempotent-Replayed": "true"},
+    )
 
 
 @router.get("/jobs", responses=NOT_FOUND)
 def list_jobs(
-    db: Db,
-    who: Caller,
-    ctx: Ctx,
-    now: Now,
+    call: Authed,
     project: Annotated[Name | None, Query()] = None,
     state: Annotated[list[JobState] | None, Query(max_length=9)] = None,
     user: Annotated[Name | None, Query()] = None,
@@ -71,18 +66,19 @@ def list_jobs(
     cursor: Annotated[int | None, Query(ge=1, le=2**62, description="next_cursor of the last page")] = None,
 ) -> Page[JobOut]:
     """Jobs the caller may see, newest first, with filters and keyset pagination."""
-    size = min(limit or ctx.settings.page_size, ctx.settings.max_page_size)
+    settings = call.ctx.settings
+    size = min(limit or settings.page_size, settings.max_page_size)
     items, nxt = service.list_jobs(
-        db, who, now, limit=size, cursor=cursor, project=project,
+        call.db, call.who, call.now, limit=size, cursor=cursor, project=project,
         states=[s.value for s in state or []], user=user,
     )
     return Page[JobOut](items=items, next_cursor=nxt)
 
 
 @router.get("/jobs/{job_id}", responses=NOT_FOUND)
-def show_job(job_id: JobId, db: Db, who: Caller, now: Now) -> JobDetail:
+def show_job(job_id: JobId, call: Authed) -> JobDetail:
     """A job with its event history; pending jobs carry an estimated start and a reason."""
-    return service.show(db, who, job_id, now)
+    return service.show(call.db, call.who, job_id, call.now)
 
 
 def _action(name: str, doc: str) -> None:

@@ -13,16 +13,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from gigafactory.core.facility import Facility
 from gigafactory.service.audit.service import record
 from gigafactory.service.auth.access import Principal, tenant_chain, visible_projects
 from gigafactory.service.auth.models import User
 from gigafactory.service.auth.roles import Cap
-from gigafactory.service.errors import BudgetExhausted, Conflict, Forbidden, Invalid, NotFound
+from gigafactory.service.errors import (
+    BudgetExhausted,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    ServiceError,
+)
 from gigafactory.service.jobs.lifecycle import transition
 from gigafactory.service.jobs.models import Job, JobEvent
 from gigafactory.service.jobs.schemas import JobDetail, JobEventOut, JobOut, JobSubmit
@@ -68,10 +75,28 @@ def _validate_against_facility(body: JobSubmit, facility: Facility) -> None:
             raise Invalid(["body", "env", key], f"{key} is set by the executor; remove it")
 
 
+_parent = aliased(Tenant)
+_PROJECT_Q = (
+    select(Tenant, _parent.parent_id)
+    .join(_parent, _parent.id == Tenant.parent_id)
+    .where(Tenant.name == bindparam("name"), Tenant.kind == "project")
+)
+_JOBS = Job.__table__
+_EVENTS = JobEvent.__table__
+# Constant statements with parameters passed at execution: compiled once, cached.
+_INSERT_JOB = insert(_JOBS).returning(_JOBS.c.id)
+_INSERT_EVENT = insert(_EVENTS)
+_REPLAY_Q = select(Job).where(Job.user_id == bindparam("u"), Job.idempotency_key == bindparam("k"))
+
+
 def _submit_project(db: Session, who: Principal, name: str) -> Tenant:
-    project = db.scalar(select(Tenant).where(Tenant.name == name, Tenant.kind == "project"))
-    chain = tenant_chain(db, project.id) if project is not None else ()
-    if project is None or not who.can(Cap.READ, chain):
+    """The project, its ancestry read in the same query; 422 unknown, 403 no right."""
+    row = db.execute(_PROJECT_Q, {"name": name}).first()
+    chain: tuple[int, ...] = ()
+    if row is not None:
+        project, partner_id = row
+        chain = (project.id, project.parent_id, partner_id)
+    if row is None or not who.can(Cap.READ, chain):
         raise Invalid(["body", "project"], f"unknown project {name!r} (or not yours)")
     if not who.can(Cap.SUBMIT, chain):
         raise Forbidden(f"{who.name} may not submit jobs to project {name}")
@@ -79,7 +104,7 @@ def _submit_project(db: Session, who: Principal, name: str) -> Tenant:
 
 
 def _replay(db: Session, who: Principal, key: str, digest: str) -> Job | None:
-    job = db.scalar(select(Job).where(Job.user_id == who.user_id, Job.idempotency_key == key))
+    job = db.scalar(_REPLAY_Q, {"u": who.user_id, "k": key})
     if job is not None and job.request_hash != digest:
         raise Conflict(
             f"Idempotency-Key {key!r} was already used for a different request (job {job.id})"
@@ -99,65 +124,71 @@ def submit(
     """Create a job; returns ``(job, outcome, created)``. A replayed key returns the
     original job with ``created=False``; outcome is accepted, held or replayed."""
     digest = request_hash(body)
-    if idempotency_key is not None:
-        prior = _replay(db, who, idempotency_key, digest)
-        if prior is not None:
-            return prior, "replayed", False
-    project = _submit_project(db, who, body.project)
-    _validate_against_facility(body, facility)
-    state, hold_kind, reason = "pending", None, f"submitted by {who.name}"
-    if project.budget_gpu_hours is not None:
-        budget = budget_status(db, project, now)
-        if budget.exhausted:
-            if settings.budget_exhausted == "refuse":
-                raise BudgetExhausted(f"{budget.reason}; ask a partner manager for more")
-            state, hold_kind = "held", "budget"
-            reason = f"submitted by {who.name}; held: {budget.reason}"
-    job = Job(
-        project_id=project.id,
-        user_id=who.user_id,
-        name=body.name,
-        gpus=body.gpus,
-        accelerator=body.accelerator,
-        topology=body.topology.value,
-        priority=body.priority,
-        walltime=body.walltime,
-        runtime_estimate=body.runtime_estimate,
-        checkpointable=body.checkpointable,
-        checkpoint_interval=body.checkpoint_interval,
-        grace_period=body.grace_period or settings.default_grace,
-        command=list(body.command),
-        env=dict(body.env),
-        workdir=body.workdir,
-        state=state,
-        state_reason=reason,
-        hold_kind=hold_kind,
-        submitted_at=now,
-        queued_at=now,
-        pending_reason="waiting for the next scheduling cycle" if state == "pending" else None,
-        idempotency_key=idempotency_key,
-        request_hash=digest,
-        gpu_seconds=0.0,
-        restart_count=0,
-        active=False,
-    )
-    db.add(job)
+    # Idempotency is optimistic: the unique (user, key) constraint catches a replay at
+    # insert time, so a first submission costs no extra lookup.
     try:
-        db.flush()
-    except IntegrityError:
-        # Two retries with one key raced; the other one won: answer with its job.
-        db.rollback()
-        if idempotency_key is None:
-            raise
-        prior = _replay(db, who, idempotency_key, digest)
+        project = _submit_project(db, who, body.project)
+        _validate_against_facility(body, facility)
+        state, hold_kind, reason = "pending", None, f"submitted by {who.name}"
+        if project.budget_gpu_hours is not None:
+            budget = budget_status(db, project, now)
+            if budget.exhausted:
+                if settings.budget_exhausted == "refuse":
+                    raise BudgetExhausted(f"{budget.reason}; ask a partner manager for more")
+                state, hold_kind = "held", "budget"
+                reason = f"submitted by {who.name}; held: {budget.reason}"
+    except ServiceError:
+        # A retry of an accepted submission answers with its job, even if it would
+        # be refused now (budget spent since, for instance).
+        prior = _replay(db, who, idempotency_key, digest) if idempotency_key else None
         if prior is None:
             raise
         return prior, "replayed", False
-    db.add(JobEvent(job_id=job.id, at=now, from_state=None, to_state=state, reason=reason,
-                    actor=who.name))
-    record(db, who.name, "job.submit", f"job:{job.id}", now, project=project.name,
+    values: dict[str, Any] = {
+        "project_id": project.id,
+        "user_id": who.user_id,
+        "name": body.name,
+        "gpus": body.gpus,
+        "accelerator": body.accelerator,
+        "topology": body.topology.value,
+        "priority": body.priority,
+        "walltime": body.walltime,
+        "runtime_estimate": body.runtime_estimate,
+        "checkpointable": body.checkpointable,
+        "checkpoint_interval": body.checkpoint_interval,
+        "grace_period": body.grace_period or settings.default_grace,
+        "command": list(body.command),
+        "env": dict(body.env),
+        "workdir": body.workdir,
+        "state": state,
+        "state_reason": reason,
+        "hold_kind": hold_kind,
+        "submitted_at": now,
+        "queued_at": now,
+        "pending_reason": "waiting for the next scheduling cycle" if state == "pending" else None,
+        "idempotency_key": idempotency_key,
+        "request_hash": digest,
+        "gpu_seconds": 0.0,
+        "restart_count": 0,
+        "active": False,
+    }
+    # Core inserts (the hot path): three statements, no unit-of-work bookkeeping.
+    try:
+        job_id = db.execute(_INSERT_JOB, values).scalar_one()
+    except IntegrityError:
+        # Two retries with one key raced; the other one won: answer with its job.
+        db.rollback()
+        prior = _replay(db, who, idempotency_key, digest) if idempotency_key else None
+        if prior is None:
+            raise
+        return prior, "replayed", False
+    db.execute(_INSERT_EVENT, {"job_id": job_id, "at": now, "from_state": None,
+                               "to_state": state, "reason": reason, "actor": who.name})
+    record(db, who.name, "job.submit", f"job:{job_id}", now, project=project.name,
            gpus=body.gpus, state=state)
     db.commit()
+    job = Job(id=job_id, **values, started_at=None, ended_at=None, estimated_start=None,
+              placement=None, checkpoint_dir=None, exit_code=None)
     return job, ("held" if state == "held" else "accepted"), True
 
 
