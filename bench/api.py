@@ -45,7 +45,6 @@ from rich.table import Table
 from gigafactory.service.auth.roles import Role
 from gigafactory.service.bootstrap import create_user_with_token, prepare_database
 from gigafactory.service.db import make_engine, session_factory
-from gigafactory.service.jobs.models import Job
 from gigafactory.service.tenants.models import Tenant
 
 RESULTS = Path(__file__).parent / "results"
