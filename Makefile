@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean install
+.PHONY: demo demo-twin demo-core test lint typecheck bench clean install
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,8 +14,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Run the demonstration on the embedded default (SQLite, local executor).
+## Run the control plane demo on the embedded default (SQLite, local executor) at
+## http://127.0.0.1:8000: prints ready-to-paste tokens and commands; Ctrl-C stops it.
 demo: $(STAMP)
+	$(BIN)/gigafactory serve --demo
+
+## A short synthetic day on gigafactory-100k through the digital twin; prints the report path.
+demo-twin: $(STAMP)
+	$(BIN)/gigafactory simulate --facility gigafactory-100k \
+	    --workload synthetic:jobs=20000,days=1,load=0.9,seed=1 --out runs/demo-day
+
+## The scheduling core on dev-32, every decision explained (no server).
+demo-core: $(STAMP)
 	$(BIN)/gigafactory demo
 
 ## Install and run the whole test suite (lint, types, tests on SQLite and PostgreSQL).
