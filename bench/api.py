@@ -305,13 +305,14 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=None,
                     help="measured submissions (default 1,000 per client, at most 8,000)")
     ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--workers", type=int, default=None, help="uvicorn workers (default: 2)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="uvicorn processes (default: 2 on PostgreSQL, 1 on SQLite)")
     ap.add_argument("--list-rows", type=int, default=None,
                     help="rows for the list/show phase (default 1,000,000 with one client, else 0)")
     ap.add_argument("--pg-admin", default=os.environ.get("GIGAFACTORY_BENCH_PG", PG_ADMIN))
     args = ap.parse_args()
     total = args.requests or min(8000, 1000 * args.clients)
-    workers = args.workers or 2
+    workers = args.workers or (1 if args.db == "sqlite" else 2)  # SQLite: one writer process
     list_rows = args.list_rows if args.list_rows is not None else (1_000_000 if args.clients == 1 else 0)
 
     db = Database(args.db, args.pg_admin)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -80,10 +80,13 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             path = url.split("///", 1)[1] if "///" in url else ""
             if path:
                 Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        # One pooled connection: SQLite allows one writer anyway, and threads waiting
+        # on the pool wake at once, where SQLite's busy handler sleeps up to 100 ms.
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=StaticPool if memory else None,
+            **({"poolclass": StaticPool} if memory else
+               {"poolclass": QueuePool, "pool_size": 1, "max_overflow": 0, "pool_timeout": 60}),
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         if not memory:

@@ -137,5 +137,6 @@ def stream_job_logs(
             return None if row is None else ("running" if row.active else row.state)
 
     path = logs.log_path(ctx.settings, job.id)
+    db.close()  # give the connection back before a long stream (SQLite has only one)
     return StreamingResponse(logs.follow(path, offset, state_of, timeout=timeout),
                              media_type="text/plain; charset=utf-8")
