@@ -1,7 +1,8 @@
 """Fixtures of the control-plane suite: every API test runs on SQLite and on PostgreSQL.
 
 PostgreSQL: reuse the server on 127.0.0.1:5432 when it answers (or the one named by
-``GIGAFACTORY_TEST_PG``, a ``postgresql://user@host:port/db`` URL); otherwise start a
+``GIGAFACTORY_TEST_PG``, a ``postgresql://user@host:port/db`` URL, or ``throwaway`` to
+force a private one); otherwise start a
 throwaway server (initdb + pg_ctl as user ``postgres``, since both refuse root) in a
 temporary directory on a free port. Each session creates a uniquely named database,
 migrates it once and drops it at the end; tests start from truncated tables. If no
@@ -93,6 +94,13 @@ class _Throwaway:
 def pg_server() -> Iterator[str]:
     """A libpq URL of a database we can connect to and create databases from."""
     wanted = os.environ.get("GIGAFACTORY_TEST_PG")
+    if wanted == "throwaway":  # force a private server even when 5432 answers
+        server = _Throwaway()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+        return
     if wanted:
         if not _answers(wanted):
             pytest.fail(f"GIGAFACTORY_TEST_PG={wanted} does not answer", pytrace=False)
