@@ -246,14 +246,14 @@ def bulk_insert(url: str, project_id: int, user_id: int, start: int, count: int)
     else:
         import sqlite3
 
-        conn = sqlite3.connect(url.split("///", 1)[1], timeout=60)
+        lite = sqlite3.connect(url.split("///", 1)[1], timeout=60)
         marks = ", ".join("?" * len(cols))
-        conn.executemany(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({marks})",
+        lite.executemany(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({marks})",
                          ((*r[:13], r[13].isoformat(sep=" "), r[14].isoformat(sep=" "), *r[15:])
                           for r in rows))
-        conn.commit()
-        conn.execute("ANALYZE")
-        conn.close()
+        lite.commit()
+        lite.execute("ANALYZE")
+        lite.close()
 
 
 def timed(http: httpx.Client, path: str, params: Any = None, n: int = 100) -> dict[str, float]:
@@ -282,7 +282,7 @@ def list_phase(base: str, token: str, url: str, project_id: int, user_id: int,
             insert_s = time.perf_counter() - t0
             first = http.get("/v1/jobs", params={"limit": 50}).json()["items"]
             top = first[0]["id"]
-            res = {
+            res: dict[str, Any] = {
                 "rows": size,
                 "insert_s": insert_s,
                 "list_first_page": timed(http, "/v1/jobs", {"limit": 50}),

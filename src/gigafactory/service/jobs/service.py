@@ -11,9 +11,9 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, bindparam, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -81,8 +81,8 @@ _PROJECT_Q = (
     .join(_parent, _parent.id == Tenant.parent_id)
     .where(Tenant.name == bindparam("name"), Tenant.kind == "project")
 )
-_JOBS = Job.__table__
-_EVENTS = JobEvent.__table__
+_JOBS = cast(Table, Job.__table__)
+_EVENTS = cast(Table, JobEvent.__table__)
 # Constant statements with parameters passed at execution: compiled once, cached.
 _INSERT_JOB = insert(_JOBS).returning(_JOBS.c.id)
 _INSERT_EVENT = insert(_EVENTS)
@@ -95,7 +95,7 @@ def _submit_project(db: Session, who: Principal, name: str) -> Tenant:
     chain: tuple[int, ...] = ()
     if row is not None:
         project, partner_id = row
-        chain = (project.id, project.parent_id, partner_id)
+        chain = tuple(i for i in (project.id, project.parent_id, partner_id) if i is not None)
     if row is None or not who.can(Cap.READ, chain):
         raise Invalid(["body", "project"], f"unknown project {name!r} (or not yours)")
     if not who.can(Cap.SUBMIT, chain):
@@ -232,7 +232,7 @@ def list_jobs(
     user: str | None = None,
 ) -> tuple[list[JobOut], int | None]:
     """Newest first. Keyset pagination on ``id``: pass the returned cursor back."""
-    q: Select[Any] = (
+    q = (
         select(Job, Tenant.name, User.name)
         .join(Tenant, Tenant.id == Job.project_id)
         .join(User, User.id == Job.user_id)

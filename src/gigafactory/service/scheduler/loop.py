@@ -14,9 +14,10 @@ import os
 import socket
 import time
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gigafactory.core.decisions import Decisions
@@ -222,9 +223,10 @@ class SchedulerLoop:
         rows += [{"b_id": jid, "b_reason": f"cannot be scheduled: {why}", "b_est": None}
                  for jid, why in snap.refused.items()]
         if rows:  # one executemany on the table (not the ORM's bulk-by-primary-key path)
-            jobs = Job.__table__.c
+            table = cast(Table, Job.__table__)
+            jobs = table.c
             db.connection().execute(
-                update(Job.__table__)
+                update(table)
                 .where(jobs.id == bindparam("b_id"), jobs.state.in_(("pending", "requeued")))
                 .values(pending_reason=bindparam("b_reason"), estimated_start=bindparam("b_est")),
                 rows,
@@ -263,11 +265,11 @@ class SchedulerLoop:
             command=list(job.command),
             devices=devices,
             env=dict(job.env or {}),
-            checkpoint_dir=job.checkpoint_dir or checkpoint_dir(settings, job.id),
+            checkpoint_dir=Path(job.checkpoint_dir or checkpoint_dir(settings, job.id)),
             log_path=log_path(settings, job.id),
             restart_count=job.restart_count,
             grace_period=job.grace_period,
-            workdir=job.workdir,
+            workdir=Path(job.workdir) if job.workdir else None,
         )
 
     def stop(self) -> None:

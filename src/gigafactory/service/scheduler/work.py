@@ -18,7 +18,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,7 +34,7 @@ ACTOR = "scheduler"
 
 def claim(
     sessions: sessionmaker[Session],
-    query: Select[tuple[Job]],
+    query: Select[Any],
     owner: str,
     ttl: float,
     now: datetime,
@@ -49,7 +49,8 @@ def claim(
     )
     out: list[tuple[int, str]] = []
     with sessions() as db:
-        for job in db.scalars(q):
+        for row in db.scalars(q):
+            job = cast(Job, row)
             token = secrets.token_hex(8)
             job.lease_owner, job.lease_token = owner, token
             job.lease_expires_at = now + timedelta(seconds=ttl)

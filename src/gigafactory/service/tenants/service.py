@@ -236,7 +236,7 @@ def budget_status(db: Session, project: Tenant, now: datetime) -> BudgetOut:
             Job.project_id == project.id, Job.active.is_(True), Job.started_at.is_not(None)
         )
     ).all()
-    live = sum(g * max(0.0, (now - s).total_seconds()) for g, s in running) / 3600.0
+    live = sum(g * max(0.0, (now - s).total_seconds()) for g, s in running if s is not None) / 3600.0
     used = project.budget_used_gpu_hours
     granted = project.budget_gpu_hours
     remaining: float | None = None

@@ -101,7 +101,8 @@ def report(
                 Job.project_id.in_(ids), Job.active.is_(True), Job.started_at.is_not(None)
             )
         ):
-            live[pid] += gpus * max(0.0, (now - max(started, since)).total_seconds())
+            if started is not None:
+                live[pid] += gpus * max(0.0, (now - max(started, since)).total_seconds())
     rows: list[ProjectUsage] = []
     per_partner: dict[str, float] = defaultdict(float)
     for p in projects:
