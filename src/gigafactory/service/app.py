@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -65,6 +66,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Endpoints are sync (SQLAlchemy): a few threads per process are enough, and
+        # fewer threads contend less for the GIL under load.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         worker = None
         if want_loop:
             from gigafactory.service.scheduler.runner import start_background

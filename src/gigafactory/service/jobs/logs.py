@@ -4,9 +4,11 @@ service's state directory; the API reads it by offset, or streams it while the j
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+import anyio.to_thread
 
 from gigafactory.service.jobs.states import FINAL
 from gigafactory.service.settings import Settings
@@ -33,31 +35,32 @@ def read_chunk(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
     return data, offset + len(data)
 
 
-def follow(
+async def follow(
     path: Path,
     offset: int,
     state_of: Callable[[], str | None],
     *,
     timeout: float,
     poll: float = 0.5,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> Iterator[bytes]:
+) -> AsyncIterator[bytes]:
     """Yield new log bytes as they are written, until the job is final (and everything
-    is read), the job disappears, or ``timeout`` seconds pass."""
-    deadline = clock() + timeout
+    is read), the job disappears, or ``timeout`` seconds pass. Runs on the event loop
+    (file reads are small; the state check goes to a thread), so a follower holds no
+    request thread while it waits."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     while True:
         data, offset = read_chunk(path, offset, CHUNK)
         if data:
             yield data
             continue
-        state = state_of()
+        state = await anyio.to_thread.run_sync(state_of)
         if state is None or state in FINAL:
             data, offset = read_chunk(path, offset, CHUNK)
             while data:
                 yield data
                 data, offset = read_chunk(path, offset, CHUNK)
             return
-        if clock() >= deadline:
+        if loop.time() >= deadline:
             return
-        sleep(poll)
+        await asyncio.sleep(poll)
