@@ -179,7 +179,12 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
             heads[int(np.argmax(prio == c))] = True
     look = fits | backfills | reclaims | heads
     admitted = np.zeros(rest.shape[0], dtype=bool)
+    smallest = int(gpus[fits].min()) if fits.any() else 1 << 62
+    last_head = int(np.flatnonzero(heads)[-1]) if heads.any() else -1
     for k in np.flatnonzero(look).tolist():
+        if (k > last_head and st.free_total < smallest
+                and ctx.backfill_left <= 0 and ctx.reclaim_left <= 0):
+            break  # nothing left can act on the rest of the queue
         job = q.job(int(rest[k]))
         if (heads[k]
                 or (fits[k] and _may_fit(ctx, job))
