@@ -35,7 +35,7 @@ def submit(s: Scheduler, *jobs: JobSpec) -> None:
 
 
 def test_registry_lists_every_policy_and_rejects_unknown_names() -> None:
-    assert list(POLICIES) == ["fifo", "easy-backfill", "las", "srtf", "gigafactory"]
+    assert list(POLICIES) == ["fifo", "easy-backfill", "las", "srtf", "gigafactory", "kube-default"]
     assert all(p.doc for p in POLICIES.values())
     with pytest.raises(ValueError, match="unknown policy 'x'; expected one of fifo, easy-backfill"):
         get_policy("x")
@@ -238,3 +238,14 @@ def test_explain_off_skips_statuses_but_not_decisions() -> None:
     assert on.starts == off.starts and on.reservations == off.reservations
     assert len(on.pending) == 4
     assert {p.job_id for p in off.pending} <= {r.job_id for r in off.reservations}
+
+
+def test_kube_default_skips_what_does_not_fit() -> None:
+    s = sched("kube-default")
+    submit(s, a_job("r", "a").gpus(24).runs("1h").build())
+    s.cycle(0)
+    submit(s, a_job("big", "a").gpus(16).runs("1h").at(1).build(),
+           a_job("small", "b").gpus(8).runs("10h").at(2).build())
+    d = s.cycle(5)
+    assert started(d) == ["small"]  # no head-of-line blocking, no reservation
+    assert d.reservations == () and d.preemptions == ()

@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from gigafactory.cli import twin_cmd
+from gigafactory.core.policies import POLICIES
 from gigafactory.facility_files import FacilityFileError, load_facility
 from gigafactory.twin.validate import KUBE_DEFAULT, resolve_policy
 
@@ -57,7 +58,8 @@ def test_bad_node_list_is_one_line(tmp_path: Path) -> None:
 
 
 def test_kube_default_is_a_configuration_of_the_core_fifo() -> None:
-    assert resolve_policy("kube-default") is KUBE_DEFAULT
+    assert resolve_policy("kube-default") == "kube-default"  # in the core's one registry
+    assert POLICIES["kube-default"] is KUBE_DEFAULT
     assert resolve_policy("fifo") == "fifo"
     assert not (KUBE_DEFAULT.strict or KUBE_DEFAULT.reserve or KUBE_DEFAULT.backfill or KUBE_DEFAULT.reclaim)
 

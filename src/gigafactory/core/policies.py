@@ -119,8 +119,20 @@ GIGAFACTORY = Policy(
     shares=True,
 )
 
+KUBE_DEFAULT = Policy(
+    "kube-default",
+    "Kubernetes' default scheduler, approximated (for validating the twin against traces "
+    "of clusters that ran it): creation order; every job that fits is placed, jobs that "
+    "do not fit are skipped (no head-of-line blocking); no reservations, no preemption.",
+    _fifo_key,
+    reserve=False,
+    backfill=False,
+)
+
 #: Every policy, in one explicit list.
-POLICIES: dict[str, Policy] = {p.name: p for p in (FIFO, EASY_BACKFILL, LAS, SRTF, GIGAFACTORY)}
+POLICIES: dict[str, Policy] = {
+    p.name: p for p in (FIFO, EASY_BACKFILL, LAS, SRTF, GIGAFACTORY, KUBE_DEFAULT)
+}
 
 
 def get_policy(name: str | Policy) -> Policy:

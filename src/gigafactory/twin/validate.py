@@ -30,26 +30,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from gigafactory.core.policies import POLICIES, Policy
 
-KUBE_DEFAULT: Policy = replace(
-    POLICIES["fifo"],
-    name="kube-default",
-    doc="Kubernetes default scheduler, approximated: creation order; every pod that fits "
-    "is placed, pods that do not fit are skipped (no head-of-line blocking), no "
-    "reservations, no preemption.",
-    strict=False,
-    reserve=False,
-    backfill=False,
-    reclaim=False,
-)
+KUBE_DEFAULT: Policy = POLICIES["kube-default"]
 
-#: Policies the twin offers on top of the core's registry: configurations of it.
-TWIN_POLICIES: dict[str, Policy] = {KUBE_DEFAULT.name: KUBE_DEFAULT}
+#: Policies the twin offers on top of the core's registry (none now: kube-default
+#: moved into the core's one list).
+TWIN_POLICIES: dict[str, Policy] = {}
 
 NODE_LIST = "alibaba-gpu-v2023/csv/openb_node_list_gpu_node.csv"
 POD_LIST = "alibaba-gpu-v2023/csv/openb_pod_list_default.csv"
