@@ -159,6 +159,9 @@ class DemoFeeder:
             steps = self.rng.choice([400, 800, 1600])
             body = JobSubmit(
                 project=project, gpus=gpus, name=f"demo-{project}-{steps}",
+                # Read by the twin executor (simulated work); the local one ignores it.
+                env={"GIGAFACTORY_TWIN_DURATION": str(steps * 3),
+                     "GIGAFACTORY_TWIN_CHECKPOINT_INTERVAL": "60"},
                 command=train_command(steps, 0.05), walltime=1800.0,
                 runtime_estimate=steps * 0.05 + 10, checkpointable=True,
                 checkpoint_interval=30.0, grace_period=10.0,

@@ -7,12 +7,17 @@ clock and executor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,13 +52,25 @@ async def get_ctx(request: Request) -> ServiceContext:
     return ctx
 
 
-def get_db(request: Request) -> Iterator[Session]:
+def _close(session: Session) -> None:
+    session.rollback()
+    session.close()
+
+
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """A session per request. Closing it (which returns the connection to the pool) runs
+    in a thread of its own small pool, never waiting for a request thread: with a pool
+    smaller than the request threads (SQLite has one connection), requests blocked on
+    the pool would otherwise wait for the very teardown that frees the connection."""
     ctx: ServiceContext = request.app.state.ctx
-    with ctx.sessions() as session:
-        try:
-            yield session
-        finally:
-            session.rollback()
+    session = ctx.sessions()
+    try:
+        yield session
+    finally:
+        limiter = ctx.extras.get("close_limiter")
+        if limiter is None:
+            limiter = ctx.extras["close_limiter"] = anyio.CapacityLimiter(4)
+        await anyio.to_thread.run_sync(_close, session, limiter=limiter)
 
 
 async def get_now(request: Request) -> datetime:
@@ -117,6 +134,37 @@ Db = Annotated[Session, Depends(get_db)]
 Now = Annotated[datetime, Depends(get_now)]
 Caller = Annotated[Principal, Depends(get_principal)]
 Authed = Annotated[Call, Depends(get_call)]
+
+def _release_connection(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a sync endpoint: end its session's transaction before it returns.
+
+    FastAPI serialises a sync endpoint's answer in the thread pool, i.e. after waiting
+    for a free thread. A request still holding a pooled connection while it waits can
+    deadlock against requests that hold the threads while they wait for a connection.
+    Endpoints commit their writes themselves; what is left here is a read transaction.
+    """
+
+    @functools.wraps(fn)
+    def endpoint(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for value in kwargs.values():
+                session = value.db if isinstance(value, Call) else value
+                if isinstance(session, Session):
+                    session.rollback()
+
+    return endpoint
+
+
+class ServiceRoute(APIRoute):
+    """Route class of every router: sync endpoints give their connection back first."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _release_connection(endpoint)
+        super().__init__(path, endpoint, **kwargs)
+
 
 #: Error responses every authenticated endpoint may give (documented in OpenAPI).
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {

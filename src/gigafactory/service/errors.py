@@ -58,7 +58,7 @@ class Invalid(ServiceError):
         self.loc = list(loc)
 
 
-def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     if isinstance(exc, Invalid):
@@ -67,7 +67,7 @@ def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
 
-def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     # Root causes are checked in the services; this is the last line of defence when
     # two requests race (e.g. two creates of the same name).
     log.warning("integrity error reached the handler: %s", exc)
@@ -77,7 +77,7 @@ def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _data_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
     log.warning("data error reached the handler: %s", exc)
     return JSONResponse(
         {"detail": [{"loc": ["body"], "msg": "a value is out of range for storage",
@@ -86,12 +86,12 @@ def _data_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _operational_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _operational_error(_request: Request, exc: Exception) -> JSONResponse:
     log.error("database unavailable: %s", exc)
     return JSONResponse({"detail": "the database is busy or unavailable; retry"}, status_code=503)
 
 
-def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     items = [
         {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
@@ -116,7 +116,7 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted({m for rx, methods in table if rx.match(path) for m in methods})
 
 
-def _http_error(request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:  # a body that is not JSON at all: still a 422 naming it
         body = {"detail": [{"loc": ["body"], "msg": str(exc.detail), "type": "json_invalid"}]}

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     facility: str = Field(default="dev-32", description="facility preset name")
     policy: str = Field(default="gigafactory", description="scheduling policy name")
     executor: str = Field(default="local", description="executor name (EXECUTORS registry)")
+    twin_speed: float = Field(
+        default=60.0, gt=0, le=1e6,
+        description="twin executor: simulated seconds per real second",
+    )
     state_dir: Path = Field(
         default=Path("gigafactory-state"),
         description="where executors keep job logs and checkpoint directories",

@@ -10,9 +10,9 @@ from gigafactory.service.audit import service
 from gigafactory.service.audit.schemas import AuditOut
 from gigafactory.service.auth.access import require_admin
 from gigafactory.service.common import Name, Page
-from gigafactory.service.deps import AUTH_ERRORS, Caller, Ctx, Db
+from gigafactory.service.deps import AUTH_ERRORS, Caller, Ctx, Db, ServiceRoute
 
-router = APIRouter(prefix="/v1", tags=["audit"], responses=AUTH_ERRORS)
+router = APIRouter(route_class=ServiceRoute, prefix="/v1", tags=["audit"], responses=AUTH_ERRORS)
 Action = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z.]+$")]
 
 

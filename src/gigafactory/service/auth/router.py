@@ -19,9 +19,18 @@ from gigafactory.service.auth.schemas import (
     UserUpdate,
 )
 from gigafactory.service.common import Name
-from gigafactory.service.deps import AUTH_ERRORS, CONFLICT, NOT_FOUND, Caller, Ctx, Db, Now
+from gigafactory.service.deps import (
+    AUTH_ERRORS,
+    CONFLICT,
+    NOT_FOUND,
+    Caller,
+    Ctx,
+    Db,
+    Now,
+    ServiceRoute,
+)
 
-router = APIRouter(prefix="/v1", responses=AUTH_ERRORS)
+router = APIRouter(route_class=ServiceRoute, prefix="/v1", responses=AUTH_ERRORS)
 Id = Annotated[int, Path(ge=1, le=2**62)]
 UserName = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
 

@@ -89,8 +89,10 @@ def authenticate(
         raise Unauthorized(f"user {user.name} is deactivated")
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         token.last_used_at = now
-        db.commit()
     grants = db.execute(_GRANTS_Q, {"u": user.id}).all()
+    # End the transaction: authentication runs as its own dependency, and a connection
+    # held until the endpoint gets a thread could starve a small pool (SQLite has one).
+    db.commit()
     principal = Principal(
         user_id=user.id,
         name=user.name,

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from gigafactory.service.deps import AUTH_ERRORS, Caller, Ctx, Db
+from gigafactory.service.deps import AUTH_ERRORS, Caller, Ctx, Db, ServiceRoute
 from gigafactory.service.facility.schemas import AcceleratorOut, FacilityOut, NodeOut
 from gigafactory.service.jobs.models import Job
 
-router = APIRouter(prefix="/v1", responses=AUTH_ERRORS)
+router = APIRouter(route_class=ServiceRoute, prefix="/v1", responses=AUTH_ERRORS)
 
 
 @router.get("/facility", tags=["facility"])

@@ -9,12 +9,22 @@ from fastapi.responses import StreamingResponse
 
 from gigafactory.core.jobs import JobState
 from gigafactory.service.common import Name, Page
-from gigafactory.service.deps import AUTH_ERRORS, CONFLICT, NOT_FOUND, Authed, Caller, Ctx, Db, Now
+from gigafactory.service.deps import (
+    AUTH_ERRORS,
+    CONFLICT,
+    NOT_FOUND,
+    Authed,
+    Caller,
+    Ctx,
+    Db,
+    Now,
+    ServiceRoute,
+)
 from gigafactory.service.jobs import logs, service
 from gigafactory.service.jobs.models import Job
 from gigafactory.service.jobs.schemas import JobAction, JobDetail, JobOut, JobSubmit, LogChunk
 
-router = APIRouter(prefix="/v1", tags=["jobs"], responses=AUTH_ERRORS)
+router = APIRouter(route_class=ServiceRoute, prefix="/v1", tags=["jobs"], responses=AUTH_ERRORS)
 JobId = Annotated[int, Path(ge=1, le=2**62)]
 IdemKey = Annotated[
     str | None,

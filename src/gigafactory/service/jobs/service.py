@@ -38,7 +38,10 @@ from gigafactory.service.settings import Settings
 from gigafactory.service.tenants.models import Tenant
 from gigafactory.service.tenants.service import budget_status
 
-RESERVED_ENV = ("GIGAFACTORY_", "CUDA_VISIBLE_DEVICES")
+#: Variables the executor sets itself (DESIGN.md §4); inputs such as GIGAFACTORY_TWIN_* pass.
+RESERVED_ENV = frozenset({"GIGAFACTORY_JOB_ID", "GIGAFACTORY_CHECKPOINT_DIR",
+                          "GIGAFACTORY_RESTART_COUNT", "GIGAFACTORY_DEVICES",
+                          "CUDA_VISIBLE_DEVICES"})
 
 
 def request_hash(body: JobSubmit) -> str:
@@ -71,7 +74,7 @@ def _validate_against_facility(body: JobSubmit, facility: Facility) -> None:
     if body.runtime_estimate is not None and body.runtime_estimate > body.walltime:
         raise Invalid(["body", "runtime_estimate"], "runtime_estimate exceeds walltime")
     for key in body.env:
-        if key.startswith(RESERVED_ENV):
+        if key in RESERVED_ENV:
             raise Invalid(["body", "env", key], f"{key} is set by the executor; remove it")
 
 

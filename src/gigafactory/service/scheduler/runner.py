@@ -28,6 +28,9 @@ def make_executor(ctx: ServiceContext) -> Any:
     if settings.executor == "local":
         kwargs = {"state_dir": settings.state_dir.absolute() / "executor",
                   "gpus_per_node": int(ctx.facility.node_gpus.max())}
+    elif settings.executor == "twin":
+        kwargs = {"state_dir": settings.state_dir.absolute() / "executor-twin",
+                  "speed": settings.twin_speed}
     return get_executor(settings.executor, **kwargs)
 
 

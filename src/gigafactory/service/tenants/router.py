@@ -7,7 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from gigafactory.service.common import Name
-from gigafactory.service.deps import AUTH_ERRORS, CONFLICT, NOT_FOUND, Caller, Ctx, Db, Now
+from gigafactory.service.deps import (
+    AUTH_ERRORS,
+    CONFLICT,
+    NOT_FOUND,
+    Caller,
+    Ctx,
+    Db,
+    Now,
+    ServiceRoute,
+)
 from gigafactory.service.tenants import service
 from gigafactory.service.tenants.schemas import (
     BudgetOut,
@@ -18,7 +27,7 @@ from gigafactory.service.tenants.schemas import (
     TenantUpdate,
 )
 
-router = APIRouter(prefix="/v1", responses=AUTH_ERRORS)
+router = APIRouter(route_class=ServiceRoute, prefix="/v1", responses=AUTH_ERRORS)
 TenantName = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
 KINDS = {"partners": "partner", "programmes": "programme", "projects": "project"}
 

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gigafactory.service.common import IsoDatetime, Name, Page
-from gigafactory.service.deps import AUTH_ERRORS, NOT_FOUND, Caller, Ctx, Db, Now
+from gigafactory.service.deps import AUTH_ERRORS, NOT_FOUND, Caller, Ctx, Db, Now, ServiceRoute
 from gigafactory.service.usage import service
 from gigafactory.service.usage.schemas import GuaranteeLedgerOut, UsageRecordOut, UsageReport
 
-router = APIRouter(prefix="/v1/usage", tags=["usage"], responses={**AUTH_ERRORS, **NOT_FOUND})
+router = APIRouter(route_class=ServiceRoute, prefix="/v1/usage", tags=["usage"], responses={**AUTH_ERRORS, **NOT_FOUND})
 Since = Annotated[IsoDatetime | None, Query(description="default: 30 days ago")]
 Until = Annotated[IsoDatetime | None, Query(description="default: now")]
 
