@@ -169,3 +169,22 @@ def test_state_machine_rejects_illegal_transitions() -> None:
         check(7, "held", "running")
     # Final states have no way out except failed → requeued (retry).
     assert TRANSITIONS["completed"] == frozenset() and TRANSITIONS["cancelled"] == frozenset()
+
+
+def test_budget_exhausted_jobs_can_be_accepted_held(world: Api) -> None:
+    world.ctx.settings = world.ctx.settings.model_copy(update={"budget_exhausted": "hold"})
+    tok = world.user("ada", ("alpha", "member"))
+    world.client.put("/v1/projects/alpha/budget", headers=world.h(world.admin), json={"gpu_hours": 0})
+    r = world.submit(tok, "alpha")
+    assert r.status_code == 201
+    job = r.json()
+    assert job["state"] == "held" and job["hold_kind"] == "budget"
+    assert "budget of 0 GPU-hours is exhausted" in job["state_reason"]
+    r = world.post(f"/v1/jobs/{job['id']}/release", tok)
+    assert r.status_code == 402 and "the job stays held" in r.json()["detail"]
+
+
+def test_openapi_docs_are_served(world: Api) -> None:
+    assert world.client.get("/docs").status_code == 200
+    spec = world.client.get("/openapi.json").json()
+    assert "/v1/jobs" in spec["paths"] and "HTTPBearer" in spec["components"]["securitySchemes"]
