@@ -53,6 +53,7 @@ def test_start_place_and_explain(w: World) -> None:
     g = w.submit(w.gil, "gamma", 8)
     d = w.submit(w.dan, "delta", 8)
     big = w.submit(w.ada, "alpha", 16)
+    bigger = w.submit(w.gil, "gamma", 16)  # two pending jobs: reasons written in one batch
     w.cycle()
     for jid in (a, g, d):
         job = w.job(jid)
@@ -70,6 +71,7 @@ def test_start_place_and_explain(w: World) -> None:
     assert pending["state"] == "pending"
     assert pending["pending_reason"] and pending["pending_reason"] != "waiting for the next scheduling cycle"
     assert pending["estimated_start"] is not None
+    assert w.job(bigger)["pending_reason"] != "waiting for the next scheduling cycle"
 
 
 def test_completion_is_charged(w: World) -> None:

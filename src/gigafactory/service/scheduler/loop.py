@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from gigafactory.core.decisions import Decisions
@@ -227,7 +227,9 @@ class SchedulerLoop:
             jobs = table.c
             db.connection().execute(
                 update(table)
-                .where(jobs.id == bindparam("b_id"), jobs.state.in_(("pending", "requeued")))
+                # No IN (...): expanding parameters cannot be used with executemany.
+                .where(jobs.id == bindparam("b_id"),
+                       or_(jobs.state == "pending", jobs.state == "requeued"))
                 .values(pending_reason=bindparam("b_reason"), estimated_start=bindparam("b_est")),
                 rows,
             )
