@@ -41,8 +41,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## Every benchmark (about 10 minutes); figures go to bench/results/ and BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python bench/cycle.py
+	$(BIN)/python bench/twin.py --scenario philly
+	$(BIN)/python bench/twin.py --scenario scaling
+	for db in postgresql sqlite; do for n in 1 4 16; do \
+	    $(BIN)/python bench/api.py --db $$db --clients $$n || exit 1; done; done
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
