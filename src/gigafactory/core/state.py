@@ -70,7 +70,7 @@ class ClusterState:
         """Largest node of this accelerator type (any type for ``None``)."""
         return self.max_node_gpus if accel is None else self.max_node_gpus_of[accel]
 
-    def best_partial_node(self, need: int, accel: int | None, avoid: set[int] | None = None) -> int:
+    def best_partial_node(self, need: int, accel: int | None) -> int:
         """The partly used node with the fewest free GPUs ≥ ``need`` (lowest index on ties).
 
         Returns -1 when no partly used node fits. Wholly free nodes are not considered.
@@ -87,17 +87,13 @@ class ClusterState:
                 break
             if not heap:
                 continue
-            if accel is None and not avoid:
+            if accel is None or f.node_accel[heap[0]] == accel:
                 return heap[0]
-            # Rare path: filter by accelerator type or an avoid set without popping.
-            for node in sorted(heap):
-                if (
-                    free[node] == k
-                    and self.node_up[node]
-                    and (accel is None or f.node_accel[node] == accel)
-                    and (not avoid or node not in avoid)
-                ):
-                    return node
+            # Rare path (several accelerator types): the lowest matching valid node.
+            match = [n for n in heap if free[n] == k and self.node_up[n] and f.node_accel[n] == accel
+                     and f.node_gpus[n] != k]
+            if match:
+                return min(match)
         return -1
 
     # ------------------------------------------------------------------ updates
