@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, aliased
 
 from gigafactory.service.auth.roles import CAPS, Cap, Role
-from gigafactory.service.errors import Forbidden
+from gigafactory.service.errors import Forbidden, NotFound
 from gigafactory.service.tenants.models import Tenant
 
 
@@ -89,6 +89,16 @@ def visible_projects(db: Session, principal: Principal, cap: Cap = Cap.READ) -> 
         )
     )
     return sorted(db.scalars(q))
+
+
+def visible_project_id(db: Session, principal: Principal, project: str) -> int:
+    """Id of the project named ``project`` if ``principal`` may read it; otherwise 404
+    (a project one may not see does not exist, as far as one can tell)."""
+    pid = db.scalar(select(Tenant.id).where(Tenant.name == project, Tenant.kind == "project"))
+    visible = visible_projects(db, principal)
+    if pid is None or (visible is not None and pid not in visible):
+        raise NotFound(f"no project {project!r}")
+    return pid
 
 
 def visible_tenants(db: Session, principal: Principal) -> list[int] | None:

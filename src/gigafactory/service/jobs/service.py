@@ -19,7 +19,12 @@ from sqlalchemy.orm import Session, aliased
 
 from gigafactory.core.facility import Facility
 from gigafactory.service.audit.service import record
-from gigafactory.service.auth.access import Principal, tenant_chain, visible_projects
+from gigafactory.service.auth.access import (
+    Principal,
+    tenant_chain,
+    visible_project_id,
+    visible_projects,
+)
 from gigafactory.service.auth.models import User
 from gigafactory.service.auth.roles import Cap
 from gigafactory.service.errors import (
@@ -244,10 +249,7 @@ def list_jobs(
     )
     visible = visible_projects(db, who)
     if project is not None:
-        pid = db.scalar(select(Tenant.id).where(Tenant.name == project, Tenant.kind == "project"))
-        if pid is None or (visible is not None and pid not in visible):
-            raise NotFound(f"no project {project!r}")
-        q = q.where(Job.project_id == pid)
+        q = q.where(Job.project_id == visible_project_id(db, who, project))
     elif visible is not None:
         if not visible:
             return [], None

@@ -12,7 +12,12 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from gigafactory.service.auth.access import Principal, tenant_chain, visible_projects
+from gigafactory.service.auth.access import (
+    Principal,
+    tenant_chain,
+    visible_project_id,
+    visible_projects,
+)
 from gigafactory.service.auth.roles import Cap
 from gigafactory.service.errors import Invalid, NotFound
 from gigafactory.service.jobs.models import Job
@@ -144,10 +149,7 @@ def records(
     )
     visible = visible_projects(db, who)
     if project is not None:
-        pid = db.scalar(select(Tenant.id).where(Tenant.name == project, Tenant.kind == "project"))
-        if pid is None or (visible is not None and pid not in visible):
-            raise NotFound(f"no project {project!r}")
-        q = q.where(UsageRecord.project_id == pid)
+        q = q.where(UsageRecord.project_id == visible_project_id(db, who, project))
     elif visible is not None:
         q = q.where(UsageRecord.project_id.in_(visible))
     if job_id is not None:
