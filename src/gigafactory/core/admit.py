@@ -90,20 +90,18 @@ def limit_lifted_at(ctx: CycleContext, job: PendingJob) -> float | None:
         excess = s.used[a] + g - s.tree.cap[a]
         if excess <= 0:
             continue
-        key = ("limit", a, g)
-        if key not in ctx.memo:
-            ends = sorted((r.expected_end, r.spec.gpus) for r in s.running.values() if a in s.tree.path[r.tenant])
-            freed, when = 0, None
-            for end, gpus in ends:
-                freed += gpus
-                if freed >= excess:
-                    when = max(end, ctx.now)
-                    break
-            ctx.memo[key] = when
-        when = ctx.memo[key]
-        if when is None:
+        ends = ctx.ends_under.get(a)
+        if ends is None:  # once per capped tenant and cycle: its jobs' ends, in order
+            runs = [r for r in s.running.values() if a in s.tree.path[r.tenant]]
+            t = np.fromiter((r.expected_end for r in runs), dtype=np.float64, count=len(runs))
+            k = np.argsort(t, kind="stable")
+            gpus = np.fromiter((r.spec.gpus for r in runs), dtype=np.int64, count=len(runs))
+            ends = ctx.ends_under[a] = (t[k], np.cumsum(gpus[k]))
+        times, freed = ends
+        i = int(np.searchsorted(freed, excess))
+        if i >= times.shape[0]:
             return None
-        at = max(at, when)
+        at = max(at, float(times[i]))
     return at
 
 
@@ -173,7 +171,7 @@ def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None
         for a in s.tree.path[job.tenant]:
             ctx.committed[a] -= job.spec.gpus
     s.remove_pending(job.spec.id)
-    rj = RunningJob(job.spec, job.tenant, job.accel, nodes, counts, ctx.now, None, job.attained_service)
+    rj = RunningJob(job.spec, job.tenant, nodes, counts, ctx.now, None, job.attained_service)
     s._start(rj)
     if ctx._avail is not None:
         ctx._avail[nodes] = np.maximum(ctx._avail[nodes], rj.expected_end)

@@ -90,7 +90,8 @@ class CycleContext:
     victim_pool: list[RunningJob] | None = None
     over_anc: list[tuple[int, ...]] = field(default_factory=list)
     victim_accel: list[int] = field(default_factory=list)
-    memo: dict[tuple[object, ...], float | None] = field(default_factory=dict)
+    ends_under: dict[int, tuple[FloatArray, IntArray]] = field(default_factory=dict)
+    reclaim_failed: dict[tuple[object, ...], int] = field(default_factory=dict)
     _avail: FloatArray | None = None
 
     def avail(self) -> FloatArray:

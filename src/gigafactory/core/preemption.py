@@ -98,12 +98,12 @@ def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
             return False  # natural ends free the space in time: no work is lost
     if urgent:
         ctx.reclaim_left -= 1
-    key = ("reclaim-failed", job.tenant, job.accel, spec.topology, int(spec.priority))
-    if spec.gpus >= (ctx.memo.get(key) or float("inf")):
+    key = (job.tenant, job.accel, spec.topology, int(spec.priority))
+    if spec.gpus >= ctx.reclaim_failed.get(key, 1 << 62):
         return False  # a job of this tenant and shape, no larger, found no victims
     picked = _choose(ctx, job, _candidates(ctx, job, is_owed))
     if not picked:
-        ctx.memo[key] = float(spec.gpus)
+        ctx.reclaim_failed[key] = spec.gpus
         return False
     names: list[str] = []
     for rj in picked:

@@ -63,7 +63,6 @@ class SchedulerConfig:
 class RunningJob:
     spec: JobSpec
     tenant: int
-    accel: int | None
     nodes: IntArray
     counts: IntArray
     start_time: float
@@ -174,8 +173,8 @@ class Scheduler:
         nodes = np.array([n for n, _ in placement.nodes], dtype=np.int64)
         counts = np.array([c for _, c in placement.nodes], dtype=np.int64)
         tenant = self.tree.project(job.project)
-        rj = RunningJob(job, tenant, self.facility.accel_id(job.accelerator), nodes, counts,
-                        start_time, last_checkpoint, attained_service)
+        self.facility.accel_id(job.accelerator)  # a clear error for an unknown type
+        rj = RunningJob(job, tenant, nodes, counts, start_time, last_checkpoint, attained_service)
         self._start(rj)
 
     def _start(self, rj: RunningJob) -> None:
