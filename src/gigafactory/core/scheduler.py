@@ -109,7 +109,7 @@ class Scheduler:
         self._usage = np.zeros(n)  # decayed GPU-seconds, per project
         self.now = now
         self.reclaiming: dict[str, tuple[str, ...]] = {}
-        self._max_gang: dict[int | None, int] = {}
+        self._max_gang: dict[tuple[int | None, str], int] = {}
 
     # ----------------------------------------------------------------- events
     def submit(self, job: JobSpec, attained_service: float = 0.0, now: float | None = None) -> None:
@@ -118,9 +118,7 @@ class Scheduler:
             raise ValueError(f"job {job.id} is already known to the scheduler")
         tenant = self.tree.project(job.project)
         accel = self.facility.accel_id(job.accelerator)
-        biggest = self._max_gang.get(accel)
-        if biggest is None:
-            biggest = self._max_gang[accel] = self.facility.max_gang(accel)
+        biggest = self._largest(accel, "pool")
         if job.gpus > biggest:
             where = f"{job.accelerator} " if job.accelerator else ""
             raise ValueError(
@@ -128,11 +126,11 @@ class Scheduler:
                 f"possible gang is {biggest} {where}GPUs in one site"
             )
         if job.topology is TopologyWish.NVLINK and job.gpus > self.state.node_size_for(accel):
-            dom = self.facility.max_gang(accel, "domain")
+            dom = self._largest(accel, "domain")
             if job.gpus > dom:
                 raise ValueError(f"job {job.id}: {job.gpus} GPUs cannot fit in one NVLink domain ({dom} GPUs)")
         if job.topology is TopologyWish.BLOCK:
-            blk = self.facility.max_gang(accel, "block")
+            blk = self._largest(accel, "block")
             if job.gpus > blk:
                 raise ValueError(f"job {job.id}: {job.gpus} GPUs cannot fit in one block ({blk} GPUs)")
         for a in self.tree.path[tenant]:
@@ -147,6 +145,14 @@ class Scheduler:
         self.pending[job.id] = pj
         self.queue.add(pj)
         self.pending_gpus[tenant] += job.gpus
+
+    def _largest(self, accel: int | None, level: str) -> int:
+        """The facility's largest gang for a type and level (cached: submit is hot in the twin)."""
+        key = (accel, level)
+        got = self._max_gang.get(key)
+        if got is None:
+            got = self._max_gang[key] = self.facility.max_gang(accel, level)
+        return got
 
     def remove_pending(self, job_id: str) -> None:
         """Forget a pending job (cancelled or held)."""
