@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gigafactory.core import admit as steps
-from gigafactory.core import backfill, preemption
+from gigafactory.core import backfill, preemption, shares
 from gigafactory.core.decisions import (
     CycleStats,
     Decisions,
@@ -28,7 +28,7 @@ from gigafactory.core.decisions import (
 from gigafactory.core.facility import IntArray
 from gigafactory.core.jobs import Placement, PriorityClass, TopologyWish
 from gigafactory.core.policies import Policy
-from gigafactory.core.shares import entitlements, fair_share_factor
+from gigafactory.core.shares import fair_share_factor
 
 if TYPE_CHECKING:
     from gigafactory.core.queue import PendingJob
@@ -129,9 +129,8 @@ def entitle(ctx: CycleContext) -> None:
     tree = s.tree
     if not (ctx.policy.shares or s.config.explain):
         return  # nothing in this cycle reads them
-    demand = np.where(tree.is_leaf, s.used, 0.0) + s.pending_gpus
-    capacity = float(s.facility.node_gpus[s.state.node_up].sum())
-    ctx.ent = entitlements(tree, capacity, demand)
+    demand = [u + p for u, p in zip(s.used.tolist(), s.pending_gpus.tolist(), strict=True)]
+    ctx.ent = np.array(shares.entitlements_of(tree, float(s.state.up_gpus), demand))
     total = float(s._usage.sum())
     share = s._usage / total if total > 0 else np.zeros(len(tree))
     ctx.fair_share = fair_share_factor(share, tree.share)

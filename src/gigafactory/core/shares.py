@@ -114,6 +114,13 @@ class ShareTree:
             p = int(self.parent[i])
             self.path[i] = (*self.path[p], i)
         self.is_leaf = np.array([not c for c in self.children])
+        # the same columns as plain lists, for per-cycle arithmetic on small trees
+        self.leaf_l: list[bool] = [not c for c in self.children]
+        self.parent_l: list[int] = self.parent.tolist()
+        self.guarantee_l: list[float] = self.guarantee.tolist()
+        self.cap_l: list[float] = self.cap.tolist()
+        self.lend_l: list[float] = self.lend.tolist()
+        self.weight_l: list[float] = self.weight.tolist()
         #: tenants with a finite lend limit (the only ones that keep capacity back)
         self.lend_limited: list[int] = [i for i in range(1, n) if np.isfinite(self.lend[i])]
         for i in range(1, n):
@@ -206,36 +213,45 @@ def entitlements(tree: ShareTree, capacity: float, demand: FloatArray) -> FloatA
        what the parent holds);
     2. idle guarantee above a child's lend limit is kept back (not lent);
     3. the rest is water-filled by weight, never above demand or cap.
+
+    Plain Python floats throughout: share trees are small, and per-element NumPy
+    calls would cost more than the arithmetic (the results are the same IEEE sums).
     """
+    return np.array(entitlements_of(tree, capacity, np.asarray(demand, dtype=np.float64).tolist()))
+
+
+def entitlements_of(tree: ShareTree, capacity: float, demand: list[float]) -> list[float]:
+    """:func:`entitlements` on plain lists (demand indexed like the tree)."""
     n = len(tree)
-    leaf = np.where(tree.is_leaf, np.asarray(demand, dtype=np.float64), 0.0)
-    want = tree.rollup(leaf)
+    leaf, parent, children, cap = tree.leaf_l, tree.parent_l, tree.children, tree.cap_l
+    want = [d if lf else 0.0 for d, lf in zip(demand, leaf, strict=True)]
+    for i in range(n - 1, 0, -1):  # roll up: children are always after their parent
+        want[parent[i]] += want[i]
     # A node can never use more than its cap, and a parent no more than its children can.
     for i in range(n - 1, 0, -1):
-        want[i] = min(want[i], tree.cap[i])
-        if not tree.is_leaf[i]:
-            want[i] = min(want[i], sum(want[c] for c in tree.children[i]))
-    want[0] = sum(want[c] for c in tree.children[0])
-    ent = np.zeros(n)
-    ent[0] = min(capacity, float(want[0]))
+        want[i] = min(want[i], cap[i])
+        if not leaf[i]:
+            want[i] = min(want[i], sum(want[c] for c in children[i]))
+    want[0] = sum(want[c] for c in children[0])
+    ent = [0.0] * n
+    ent[0] = min(float(capacity), want[0])
+    guarantee, lend, weight = tree.guarantee_l, tree.lend_l, tree.weight_l
     for p in range(n):  # parents precede children
-        kids = tree.children[p]
+        kids = children[p]
         if not kids:
             continue
-        amount = float(ent[p])
-        g = [float(tree.guarantee[c]) for c in kids]
-        d = [float(want[c]) for c in kids]
+        amount = ent[p]
+        g = [guarantee[c] for c in kids]
+        d = [want[c] for c in kids]
         base = [min(gi, di) for gi, di in zip(g, d, strict=True)]
         if sum(base) > amount:
             total = sum(base)
             for c, b in zip(kids, base, strict=True):
                 ent[c] = amount * b / total if total else 0.0
             continue
-        kept = sum(
-            max(0.0, gi - di - float(tree.lend[c])) for c, gi, di in zip(kids, g, d, strict=True)
-        )
+        kept = sum(max(0.0, gi - di - lend[c]) for c, gi, di in zip(kids, g, d, strict=True))
         budget = max(sum(base), amount - kept)
-        alloc = _water_fill(budget, base, d, [float(tree.weight[c]) for c in kids])
+        alloc = _water_fill(budget, base, d, [weight[c] for c in kids])
         for c, a in zip(kids, alloc, strict=True):
             ent[c] = a
     return ent

@@ -42,6 +42,7 @@ class ClusterState:
         ).astype(np.int64)
         self.node_busy_until = np.full(f.n_nodes, NEG_INF)
         self._free_total = int(self.accel_free.sum())
+        self.up_gpus = int(f.node_gpus.sum())  # GPUs of nodes in service
         self.held = np.zeros(f.n_nodes, dtype=np.int64)  # GPUs of down nodes, not in use
         self.max_node_gpus = int(f.node_gpus.max())
         #: largest node per accelerator type (index), for "fits on one node" tests
@@ -163,9 +164,11 @@ class ClusterState:
         arr = np.array([node], dtype=np.int64)
         if not up:
             self.node_up[node] = False
+            self.up_gpus -= int(self.facility.node_gpus[node])
             self._hold(arr)
         else:
             self.node_up[node] = True
+            self.up_gpus += int(self.facility.node_gpus[node])
             back = int(self.held[node])
             self.held[node] = 0
             if back:
