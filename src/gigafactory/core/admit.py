@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gigafactory.core import backfill, preemption
+from gigafactory.core import preemption
 from gigafactory.core.decisions import PendingStatus, StartJob
 from gigafactory.core.facility import IntArray
 from gigafactory.core.jobs import PriorityClass, TopologyWish
@@ -184,7 +184,7 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
 
     s = ctx.s
     spec = job.spec
-    planned = backfill.plan(s.state, ctx.avail(), spec.gpus, job.accel, spec.topology, ctx.now)
+    planned = ctx.plan(job)
     if planned is None:
         ctx.status[spec.id] = PendingStatus(spec.id, None, reason + "; no feasible start while nodes are down")
         ctx.blocked.append((job, reason))

@@ -29,6 +29,41 @@ from gigafactory.core.state import ClusterState
 FloatArray = npt.NDArray[np.float64]
 
 
+Plan = tuple[float, IntArray, IntArray]
+
+
+class PlanCache:
+    """Plans of this cycle and the last, so a reservation whose inputs did not change
+    is not planned again (most cycles keep the same reservations).
+
+    The key is everything :func:`plan` reads that can change: the gang's shape, the
+    raw ``avail`` array and which nodes are up. ``now`` only clamps ``avail`` from
+    below, so a plan that starts after ``now`` is the same for every earlier ``now``:
+    a cached plan is used only while its start is still in the future, and only plans
+    that start in the future are stored. The results are exactly :func:`plan`'s.
+    """
+
+    def __init__(self) -> None:
+        self._cur: dict[tuple[object, ...], Plan] = {}
+        self._prev: dict[tuple[object, ...], Plan] = {}
+
+    def rotate(self) -> None:
+        """A new cycle: forget plans older than the last cycle."""
+        self._prev, self._cur = self._cur, {}
+
+    def plan(self, state: ClusterState, avail: FloatArray, gpus: int, accel: int | None,
+             wish: TopologyWish, now: float) -> Plan | None:
+        key = (gpus, accel, wish, avail.tobytes(), state.node_up.tobytes())
+        got = self._cur.get(key) or self._prev.get(key)
+        if got is not None and got[0] > now:
+            self._cur[key] = got
+            return got
+        got = plan(state, avail, gpus, accel, wish, now)
+        if got is not None and got[0] > now:
+            self._cur[key] = got
+        return got
+
+
 def plan(
     state: ClusterState,
     avail: FloatArray,
@@ -36,19 +71,22 @@ def plan(
     accel: int | None,
     wish: TopologyWish,
     now: float,
-) -> tuple[float, IntArray, IntArray] | None:
+) -> Plan | None:
     """Earliest start and whole-node placement for a gang; ``None`` if never possible.
 
-    The gang stays within one unit: a pool (any / fewest blocks), a block or an NVLink
-    domain. On a unit whose nodes are big enough it takes one node.
+    ``avail[i]``: when node ``i`` is expected to be wholly free (``-inf`` when free,
+    ``inf`` when down); it is read as ``max(avail, now)``. The gang stays within one
+    unit: a pool (any / fewest blocks), a block or an NVLink domain. On a unit whose
+    nodes are big enough it takes one node.
     """
     f = state.facility
+    avail = np.maximum(avail, now)
     if gpus <= state.node_size_for(accel):
         wish = TopologyWish.ANY  # one node satisfies every wish
     level = {TopologyWish.BLOCK: "block", TopologyWish.NVLINK: "domain"}.get(wish, "pool")
     starts, ends = state.ranges[level]
     ok = np.ones(starts.shape[0], dtype=bool) if accel is None else f.node_accel[starts] == accel
-    best: tuple[float, IntArray, IntArray] | None = None
+    best: Plan | None = None
     for s, e in zip(starts[ok].tolist(), ends[ok].tolist(), strict=True):
         idx = s + np.flatnonzero(state.node_up[s:e])
         if idx.shape[0] == 0:

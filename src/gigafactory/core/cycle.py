@@ -95,11 +95,18 @@ class CycleContext:
     _avail: FloatArray | None = None
 
     def avail(self) -> FloatArray:
-        """When each node is wholly free (lazily built; kept current within the cycle)."""
+        """When each node is expected to be wholly free: ``-inf`` when free, ``inf`` when
+        down; plans read it as ``max(avail, now)`` (lazily built; kept current within
+        the cycle)."""
         if self._avail is None:
             st = self.s.state
-            self._avail = np.where(st.node_up, np.maximum(st.node_busy_until, self.now), np.inf)
+            self._avail = np.where(st.node_up, st.node_busy_until, np.inf)
         return self._avail
+
+    def plan(self, job: PendingJob) -> backfill.Plan | None:
+        """Earliest start and nodes for ``job`` (see :func:`backfill.plan`)."""
+        spec = job.spec
+        return self.s.plans.plan(self.s.state, self.avail(), spec.gpus, job.accel, spec.topology, self.now)
 
     @property
     def depth(self) -> int:
@@ -111,6 +118,7 @@ class CycleContext:
 def snapshot(s: Scheduler, now: float) -> CycleContext:
     """Fix the inputs of this cycle: time, policy, and GPUs already being reclaimed."""
     ctx = CycleContext(s, now, s.policy, reclaim_left=s.config.reclaim_attempts)
+    s.plans.rotate()
     ctx.committed = np.zeros(len(s.tree))
     ctx.taken = np.zeros(len(s.tree))
     for jid in list(s.reclaiming):

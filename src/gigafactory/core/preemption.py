@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gigafactory.core import backfill
 from gigafactory.core.decisions import PendingStatus, PreemptJob
 from gigafactory.core.jobs import PriorityClass
 from gigafactory.core.placement import place
@@ -93,7 +92,7 @@ def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
         return False
     if not urgent:
         ctx.reclaim_left -= 1  # planning is the costly part: it counts against the budget
-        planned = backfill.plan(s.state, ctx.avail(), spec.gpus, job.accel, spec.topology, ctx.now)
+        planned = ctx.plan(job)
         if planned is not None and planned[0] <= job.pending_since + s.config.reclaim_deadline:
             return False  # natural ends free the space in time: no work is lost
     if urgent:

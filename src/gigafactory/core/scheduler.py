@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gigafactory.core.backfill import PlanCache
 from gigafactory.core.decisions import Decisions
 from gigafactory.core.facility import Facility, IntArray
 from gigafactory.core.jobs import JobSpec, Placement, TopologyWish
@@ -110,6 +111,7 @@ class Scheduler:
         self.now = now
         self.reclaiming: dict[str, tuple[str, ...]] = {}
         self._max_gang: dict[tuple[int | None, str], int] = {}
+        self.plans = PlanCache()  # reservation plans of the last cycles (exact re-use)
 
     # ----------------------------------------------------------------- events
     def submit(self, job: JobSpec, attained_service: float = 0.0, now: float | None = None) -> None:
