@@ -10,6 +10,7 @@ it changes nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -185,21 +186,30 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
     if p.reserve:
         for c in sorted(set(prio.tolist()) - ctx.reserved_classes):
             heads[int(np.argmax(prio == c))] = True
-    look = fits | backfills | reclaims | heads
+    look = np.flatnonzero(fits | backfills | reclaims | heads)
     admitted = np.zeros(rest.shape[0], dtype=bool)
-    smallest = int(gpus[fits].min()) if fits.any() else 1 << 62
     last_head = int(np.flatnonzero(heads)[-1]) if heads.any() else -1
-    for k in np.flatnonzero(look).tolist():
-        if (k > last_head and st.free_total < smallest
-                and ctx.backfill_left <= 0 and ctx.reclaim_left <= 0):
+    ks = look.tolist()
+    rows = zip(ks, gpus[look].tolist(), accel[look].tolist(), q.topo[rest[look]].tolist(), fits[look].tolist(),
+               backfills[look].tolist(), reclaims[look].tolist(), heads[look].tolist(), strict=True)
+    last_bf = max((k for k, b in zip(ks, backfills[look].tolist(), strict=True) if b), default=-1)
+    last_rc = max((k for k, r in zip(ks, reclaims[look].tolist(), strict=True) if r), default=-1)
+    smallest: dict[tuple[int, int], int] = {}  # per shape (type, topology): smallest job that might fit
+    for g, a, t in zip(gpus[fits].tolist(), accel[fits].tolist(), q.topo[rest[fits]].tolist(), strict=True):
+        if g < smallest.get((a, t), 1 << 62):
+            smallest[(a, t)] = g
+    limit = _fit_limits(ctx, smallest)
+    for k, g, a, t, fit, bf, rc, head in rows:
+        if (k > last_head and all(limit[c] < m for c, m in smallest.items())
+                and (ctx.backfill_left <= 0 or k > last_bf) and (ctx.reclaim_left <= 0 or k > last_rc)):
             break  # nothing left can act on the rest of the queue
-        job = q.job(int(rest[k]))
-        if (heads[k]
-                or (fits[k] and _may_fit(ctx, job))
-                or (backfills[k] and ctx.backfill_left > 0)
-                or (reclaims[k] and ctx.reclaim_left > 0)):
+        if (head
+                or (fit and g <= limit[(a, t)])
+                or (bf and ctx.backfill_left > 0)
+                or (rc and ctx.reclaim_left > 0)):
             admitted[k] = True
-            steps.admit(ctx, job)
+            steps.admit(ctx, q.job(int(rest[k])))
+            limit = _fit_limits(ctx, smallest)
     if ctx.s.config.explain:
         waiting = rest[~admitted]
         ctx.tail = (waiting, steps.bulk_reasons(ctx, waiting))
@@ -208,10 +218,18 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
 _TOPO = {w: i for i, w in enumerate(TopologyWish)}
 
 
-def _may_fit(ctx: CycleContext, job: PendingJob) -> bool:
-    """Still worth a placement attempt, given free GPUs and sizes that already failed."""
-    g = job.spec.gpus
-    return g <= ctx.s.state.free_for(job.accel) and g < ctx.fail_min.get((job.accel, job.spec.topology), 1 << 62)
+_WISHES = list(TopologyWish)
+
+
+def _fit_limits(ctx: CycleContext, shapes: Iterable[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """Per shape (type, or -1 for any; topology code): the largest job still worth a
+    placement attempt, given free GPUs and the smallest size that already failed."""
+    st, fail_min = ctx.s.state, ctx.fail_min
+    out = {}
+    for a, t in shapes:
+        free = st.free_total if a < 0 else int(st.accel_free[a])
+        out[(a, t)] = min(free, fail_min.get((None if a < 0 else a, _WISHES[t]), 1 << 62) - 1)
+    return out
 
 
 def estimate(ctx: CycleContext) -> None:
