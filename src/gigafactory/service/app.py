@@ -24,6 +24,7 @@ from gigafactory.service import errors
 from gigafactory.service.auth.cache import AuthCache
 from gigafactory.service.db import make_engine, session_factory, utcnow
 from gigafactory.service.deps import ServiceContext, single_valued_query
+from gigafactory.service.jobs.batcher import SubmitBatcher
 from gigafactory.service.metrics import Metrics
 from gigafactory.service.settings import Settings
 
@@ -49,6 +50,8 @@ def build_context(
         executor=executor,
         auth_cache=AuthCache(settings.auth_cache_ttl),
     )
+    ctx.submitter = SubmitBatcher(sessions, lambda: (ctx.settings, ctx.facility),
+                                  on_batch=ctx.metrics.submit_batch.observe)
     return ctx
 
 
@@ -79,6 +82,7 @@ def create_app(
         finally:
             if worker is not None:
                 worker.stop()
+            ctx.submitter.close()
             ctx.engine.dispose()
 
     app = FastAPI(

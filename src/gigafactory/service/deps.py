@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gigafactory.core.facility import Facility
 from gigafactory.service.auth.access import Principal
 from gigafactory.service.auth.cache import AuthCache
-from gigafactory.service.auth.service import authenticate
+from gigafactory.service.auth.service import authenticate, hash_token
 from gigafactory.service.db import utcnow
 from gigafactory.service.errors import Invalid
 from gigafactory.service.settings import Settings
@@ -42,6 +42,7 @@ class ServiceContext:
     executor: Any = None
     loop: Any = None
     auth_cache: AuthCache = field(default_factory=lambda: AuthCache(0))
+    submitter: Any = None  # jobs.batcher.SubmitBatcher (group commit of submissions)
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -129,11 +130,34 @@ def get_call(
     return Call(db, authenticate(db, raw, now, ctx.auth_cache), ctx, now)
 
 
+def _authenticate_in_thread(ctx: ServiceContext, raw: str | None, now: datetime) -> Principal:
+    with ctx.sessions() as db:
+        return authenticate(db, raw, now, ctx.auth_cache)
+
+
+async def get_principal_async(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> tuple[Principal, ServiceContext, datetime]:
+    """The caller for async endpoints: a cached token costs no thread and no connection;
+    a cache miss reads the database in a worker thread with a session of its own."""
+    ctx: ServiceContext = request.app.state.ctx
+    raw = creds.credentials if creds is not None and creds.scheme.lower() == "bearer" else None
+    now = ctx.clock()
+    hit = ctx.auth_cache.get(hash_token(raw), now) if raw else None
+    if hit is None:
+        hit = await anyio.to_thread.run_sync(_authenticate_in_thread, ctx, raw, now)
+    request.state.principal = hit
+    return hit, ctx, now
+
+
 Ctx = Annotated[ServiceContext, Depends(get_ctx)]
 Db = Annotated[Session, Depends(get_db)]
 Now = Annotated[datetime, Depends(get_now)]
 Caller = Annotated[Principal, Depends(get_principal)]
 Authed = Annotated[Call, Depends(get_call)]
+#: (caller, context, request time) without a session: for async endpoints.
+AuthedAsync = Annotated[tuple[Principal, ServiceContext, datetime], Depends(get_principal_async)]
 
 def _release_connection(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a sync endpoint: end its session's transaction before it returns.

@@ -61,5 +61,11 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=self.registry,
         )
+        self.submit_batch = Histogram(
+            "gigafactory_submit_batch_size",
+            "submissions written per transaction by the group-commit writer",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
         self.cycles = Counter("gigafactory_cycles", "scheduler cycles run", registry=self.registry)
         self.registry.register(_DbCollector(sessions))

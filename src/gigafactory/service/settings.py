@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     token_ttl_days: int = Field(default=90, ge=1, le=3650, description="default API token life")
     default_grace: float = Field(default=60.0, gt=0, le=3600, description="SIGTERM grace, s")
     api_threads: int = Field(default=4, ge=1, le=256, description="request threads per process")
+    submit_batch: int = Field(
+        default=64, ge=1, le=10_000,
+        description="most submissions one process writes in one transaction (group commit); "
+        "1 writes each on its own",
+    )
     page_size: int = Field(default=50, ge=1, le=1000, description="default list page size")
     max_page_size: int = Field(default=500, ge=1, le=10000)
     demo: bool = Field(default=False, description="seed demo tenants and keep demo jobs flowing")

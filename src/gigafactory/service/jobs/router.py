@@ -14,15 +14,18 @@ from gigafactory.service.deps import (
     CONFLICT,
     NOT_FOUND,
     Authed,
+    AuthedAsync,
     Caller,
     Ctx,
     Db,
     Now,
     ServiceRoute,
 )
+from gigafactory.service.errors import ServiceError
 from gigafactory.service.jobs import logs, service
 from gigafactory.service.jobs.models import Job
 from gigafactory.service.jobs.schemas import JobAction, JobDetail, JobOut, JobSubmit, LogChunk
+from gigafactory.service.jobs.service import Submission
 
 router = APIRouter(route_class=ServiceRoute, prefix="/v1", tags=["jobs"], responses=AUTH_ERRORS)
 JobId = Annotated[int, Path(ge=1, le=2**62)]
@@ -49,14 +52,17 @@ NoBody = Annotated[JobAction | None, Body()]
         **CONFLICT,
     },
 )
-def submit_job(body: JobSubmit, call: Authed, idempotency_key: IdemKey = None) -> Response:
+async def submit_job(body: JobSubmit, call: AuthedAsync, idempotency_key: IdemKey = None) -> Response:
     """Submit a gang job. Retries with the same ``Idempotency-Key`` never create two jobs."""
-    ctx, now = call.ctx, call.now
-    job, outcome, created = service.submit(
-        call.db, call.who, body, idempotency_key, ctx.settings, ctx.facility, now
-    )
+    who, ctx, now = call
+    # Group commit: the process's writer thread stores this submission together with
+    # whatever else is queued, in one transaction (see jobs.batcher).
+    try:
+        out, outcome, created = await ctx.submitter.submit(Submission(who, body, idempotency_key, now))
+    except ServiceError:
+        ctx.metrics.submissions.labels("refused").inc()
+        raise
     ctx.metrics.submissions.labels(outcome).inc()
-    out = service.job_out(job, body.project, call.who.name, now)
     # Serialised once here (the hot path): FastAPI would validate the model again.
     return Response(
         out.model_dump_json(),

@@ -10,15 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from gigafactory.core.facility import Facility
-from gigafactory.service.audit.service import record
+from gigafactory.core.jobs import JobState
+from gigafactory.service.audit.service import record, record_many
 from gigafactory.service.auth.access import (
     Principal,
     tenant_chain,
@@ -41,6 +43,7 @@ from gigafactory.service.jobs.schemas import JobDetail, JobEventOut, JobOut, Job
 from gigafactory.service.jobs.states import ACTIVE
 from gigafactory.service.settings import Settings
 from gigafactory.service.tenants.models import Tenant
+from gigafactory.service.tenants.schemas import BudgetOut
 from gigafactory.service.tenants.service import budget_status
 
 #: Variables the executor sets itself (DESIGN.md §4); inputs such as GIGAFACTORY_TWIN_* pass.
@@ -84,31 +87,46 @@ def _validate_against_facility(body: JobSubmit, facility: Facility) -> None:
 
 
 _parent = aliased(Tenant)
+# Plain columns, not an ORM entity (cheaper on the hot path); the Tenant itself is
+# loaded only for a project with a budget.
 _PROJECT_Q = (
-    select(Tenant, _parent.parent_id)
+    select(Tenant.id, Tenant.parent_id, _parent.parent_id, Tenant.budget_gpu_hours)
     .join(_parent, _parent.id == Tenant.parent_id)
     .where(Tenant.name == bindparam("name"), Tenant.kind == "project")
 )
 _JOBS = cast(Table, Job.__table__)
 _EVENTS = cast(Table, JobEvent.__table__)
 # Constant statements with parameters passed at execution: compiled once, cached.
-_INSERT_JOB = insert(_JOBS).returning(_JOBS.c.id)
+_INSERT_JOBS = insert(_JOBS)
+_INSERT_JOBS_RETURNING = insert(_JOBS).returning(_JOBS.c.id, sort_by_parameter_order=True)
+_NEXT_JOB_IDS = text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, :n)")
 _INSERT_EVENT = insert(_EVENTS)
 _REPLAY_Q = select(Job).where(Job.user_id == bindparam("u"), Job.idempotency_key == bindparam("k"))
 
 
-def _submit_project(db: Session, who: Principal, name: str) -> Tenant:
-    """The project, its ancestry read in the same query; 422 unknown, 403 no right."""
-    row = db.execute(_PROJECT_Q, {"name": name}).first()
-    chain: tuple[int, ...] = ()
-    if row is not None:
-        project, partner_id = row
-        chain = tuple(i for i in (project.id, project.parent_id, partner_id) if i is not None)
-    if row is None or not who.can(Cap.READ, chain):
+#: A project as a submission sees it: its id, its ancestry (project, programme,
+#: partner) and whether it has a budget.
+ProjectRef = tuple[int, tuple[int, ...], bool]
+
+
+def _submit_project(db: Session, who: Principal, name: str,
+                    seen: dict[str, ProjectRef | None]) -> ProjectRef:
+    """The project, its ancestry read in the same query (once per name and batch);
+    422 unknown, 403 no right."""
+    if name not in seen:
+        row = db.execute(_PROJECT_Q, {"name": name}).first()
+        if row is None:
+            seen[name] = None
+        else:
+            pid, parent_id, partner_id, budget = row
+            seen[name] = (pid, tuple(i for i in (pid, parent_id, partner_id) if i is not None),
+                          budget is not None)
+    found = seen[name]
+    if found is None or not who.can(Cap.READ, found[1]):
         raise Invalid(["body", "project"], f"unknown project {name!r} (or not yours)")
-    if not who.can(Cap.SUBMIT, chain):
+    if not who.can(Cap.SUBMIT, found[1]):
         raise Forbidden(f"{who.name} may not submit jobs to project {name}")
-    return project
+    return found
 
 
 def _replay(db: Session, who: Principal, key: str, digest: str) -> Job | None:
@@ -120,6 +138,20 @@ def _replay(db: Session, who: Principal, key: str, digest: str) -> Job | None:
     return job
 
 
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One submit request: who, what, with which Idempotency-Key, at what time."""
+
+    who: Principal
+    body: JobSubmit
+    key: str | None
+    now: datetime
+
+
+#: ``(job, outcome, created)``: outcome is accepted, held or replayed.
+Outcome = tuple[JobOut, str, bool]
+
+
 def submit(
     db: Session,
     who: Principal,
@@ -128,33 +160,115 @@ def submit(
     settings: Settings,
     facility: Facility,
     now: datetime,
-) -> tuple[Job, str, bool]:
+) -> Outcome:
     """Create a job; returns ``(job, outcome, created)``. A replayed key returns the
     original job with ``created=False``; outcome is accepted, held or replayed."""
-    digest = request_hash(body)
-    # Idempotency is optimistic: the unique (user, key) constraint catches a replay at
-    # insert time, so a first submission costs no extra lookup.
     try:
-        project = _submit_project(db, who, body.project)
-        _validate_against_facility(body, facility)
-        state, hold_kind, reason = "pending", None, f"submitted by {who.name}"
-        if project.budget_gpu_hours is not None:
-            budget = budget_status(db, project, now)
-            if budget.exhausted:
-                if settings.budget_exhausted == "refuse":
-                    raise BudgetExhausted(f"{budget.reason}; ask a partner manager for more")
-                state, hold_kind = "held", "budget"
-                reason = f"submitted by {who.name}; held: {budget.reason}"
-    except ServiceError:
-        # A retry of an accepted submission answers with its job, even if it would
-        # be refused now (budget spent since, for instance).
-        prior = _replay(db, who, idempotency_key, digest) if idempotency_key else None
+        result = submit_many(db, [Submission(who, body, idempotency_key, now)], settings, facility)[0]
+    except IntegrityError:
+        # Two retries with one key raced; the other one won: answer with its job.
+        db.rollback()
+        prior = _replay(db, who, idempotency_key, request_hash(body)) if idempotency_key else None
         if prior is None:
             raise
-        return prior, "replayed", False
-    values: dict[str, Any] = {
-        "project_id": project.id,
-        "user_id": who.user_id,
+        return job_out(prior, body.project, who.name, now), "replayed", False
+    if isinstance(result, ServiceError):
+        raise result
+    return result
+
+
+def submit_many(
+    db: Session, items: Sequence[Submission], settings: Settings, facility: Facility
+) -> list[Outcome | ServiceError]:
+    """Create the jobs of several submissions in one transaction (group commit); each
+    gets its outcome or the error that refused it, in order. Idempotency is optimistic:
+    the unique (user, key) constraint catches a replay at insert time, so a first
+    submission costs no extra lookup; an ``IntegrityError`` (a key used twice) rolls
+    the whole batch back and the caller retries the submissions one by one."""
+    results: list[Outcome | ServiceError | None] = [None] * len(items)
+    projects: dict[str, ProjectRef | None] = {}
+    budgets: dict[tuple[int, datetime], BudgetOut] = {}
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for i, it in enumerate(items):
+        who, body, now = it.who, it.body, it.now
+        digest = request_hash(body)
+        try:
+            project_id, _, has_budget = _submit_project(db, who, body.project, projects)
+            _validate_against_facility(body, facility)
+            state, hold_kind, reason = "pending", None, f"submitted by {who.name}"
+            if has_budget:
+                budget = budgets.get((project_id, now))
+                if budget is None:
+                    tenant = db.get(Tenant, project_id)
+                    assert tenant is not None
+                    budget = budgets[(project_id, now)] = budget_status(db, tenant, now)
+                if budget.exhausted:
+                    if settings.budget_exhausted == "refuse":
+                        raise BudgetExhausted(f"{budget.reason}; ask a partner manager for more")
+                    state, hold_kind = "held", "budget"
+                    reason = f"submitted by {who.name}; held: {budget.reason}"
+        except ServiceError as exc:
+            # A retry of an accepted submission answers with its job, even if it would
+            # be refused now (budget spent since, for instance).
+            try:
+                prior = _replay(db, who, it.key, digest) if it.key else None
+            except ServiceError as conflict:
+                results[i] = conflict
+                continue
+            results[i] = exc if prior is None else (job_out(prior, body.project, who.name, now),
+                                                     "replayed", False)
+            continue
+        rows.append((i, _job_values(it, project_id, state, hold_kind, reason, digest, settings)))
+    if rows:
+        ids = _insert_jobs(db, [v for _, v in rows])
+        db.execute(_INSERT_EVENT, [
+            {"job_id": jid, "at": v["submitted_at"], "from_state": None, "to_state": v["state"],
+             "reason": v["state_reason"], "actor": items[i].who.name}
+            for (i, v), jid in zip(rows, ids, strict=True)
+        ])
+        record_many(db, [
+            (items[i].who.name, "job.submit", f"job:{jid}", v["submitted_at"],
+             {"project": items[i].body.project, "gpus": v["gpus"], "state": v["state"]})
+            for (i, v), jid in zip(rows, ids, strict=True)
+        ])
+        db.commit()
+        for (i, v), jid in zip(rows, ids, strict=True):
+            # Built from values already validated: no second validation on the hot path.
+            data = {k: v[k] for k in _OUT_FROM_VALUES}
+            data.update(_OUT_NEW, id=jid, project=items[i].body.project, user=items[i].who.name,
+                        gpu_hours=0.0, state=JobState(v["state"]))
+            out = JobOut.model_construct(**data)
+            results[i] = (out, "held" if v["state"] == "held" else "accepted", True)
+    return [r for r in results if r is not None]
+
+
+#: JobOut fields a new job takes from its inserted values, and those it starts without.
+_OUT_NEW: dict[str, Any] = {"started_at": None, "ended_at": None, "estimated_start": None,
+                            "placement": None, "checkpoint_dir": None, "exit_code": None}
+_OUT_FROM_VALUES = tuple(f for f in JobOut.model_fields
+                         if f not in _OUT_NEW and f not in ("id", "project", "user", "gpu_hours"))
+
+
+def _insert_jobs(db: Session, values: list[dict[str, Any]]) -> list[int]:
+    """Insert job rows with core statements (no unit-of-work bookkeeping); their ids,
+    in order. On PostgreSQL the ids are drawn from the sequence first, so the insert
+    is a plain executemany of one short statement (pipelined and prepared by psycopg)
+    rather than one long multi-row statement that must be parsed anew for each batch."""
+    if len(values) == 1:  # one short statement: parsed once and prepared by the driver
+        return [db.execute(_INSERT_JOBS_RETURNING, values[0]).scalar_one()]
+    if db.get_bind().dialect.name == "postgresql":
+        ids = sorted(db.execute(_NEXT_JOB_IDS, {"n": len(values)}).scalars().all())
+        db.execute(_INSERT_JOBS, [{**v, "id": jid} for v, jid in zip(values, ids, strict=True)])
+        return ids
+    return list(db.execute(_INSERT_JOBS_RETURNING, values).scalars().all())
+
+
+def _job_values(it: Submission, project_id: int, state: str, hold_kind: str | None, reason: str,
+                digest: str, settings: Settings) -> dict[str, Any]:
+    body = it.body
+    return {
+        "project_id": project_id,
+        "user_id": it.who.user_id,
         "name": body.name,
         "gpus": body.gpus,
         "accelerator": body.accelerator,
@@ -171,33 +285,15 @@ def submit(
         "state": state,
         "state_reason": reason,
         "hold_kind": hold_kind,
-        "submitted_at": now,
-        "queued_at": now,
+        "submitted_at": it.now,
+        "queued_at": it.now,
         "pending_reason": "waiting for the next scheduling cycle" if state == "pending" else None,
-        "idempotency_key": idempotency_key,
+        "idempotency_key": it.key,
         "request_hash": digest,
         "gpu_seconds": 0.0,
         "restart_count": 0,
         "active": False,
     }
-    # Core inserts (the hot path): three statements, no unit-of-work bookkeeping.
-    try:
-        job_id = db.execute(_INSERT_JOB, values).scalar_one()
-    except IntegrityError:
-        # Two retries with one key raced; the other one won: answer with its job.
-        db.rollback()
-        prior = _replay(db, who, idempotency_key, digest) if idempotency_key else None
-        if prior is None:
-            raise
-        return prior, "replayed", False
-    db.execute(_INSERT_EVENT, {"job_id": job_id, "at": now, "from_state": None,
-                               "to_state": state, "reason": reason, "actor": who.name})
-    record(db, who.name, "job.submit", f"job:{job_id}", now, project=project.name,
-           gpus=body.gpus, state=state)
-    db.commit()
-    job = Job(id=job_id, **values, started_at=None, ended_at=None, estimated_start=None,
-              placement=None, checkpoint_dir=None, exit_code=None)
-    return job, ("held" if state == "held" else "accepted"), True
 
 
 # --- reading ----------------------------------------------------------------------------

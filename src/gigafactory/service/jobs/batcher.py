@@ -1,0 +1,148 @@
+"""Group commit for job submissions.
+
+Submitting a job is three inserts and a commit. Done per request, the database round
+trips, the commit and the thread hop of a sync endpoint dominate the cost of the whole
+API call. Instead, the submit endpoint hands its :class:`Submission` to one writer
+thread per process, which takes everything that has queued up (at most
+``submit_batch`` submissions) and writes it with :func:`service.submit_many` in one
+transaction, then answers each waiting request. Under light load a batch holds one
+submission and costs what a direct write would; under heavy load batches grow by
+themselves, so throughput rises with concurrency instead of collapsing.
+
+Nothing is acknowledged before its transaction has committed. A batch that fails on
+the unique (user, Idempotency-Key) constraint is retried one submission at a time, so
+one retried request never fails the others; any other database error fails every
+submission of the batch with that error (the API turns it into a 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gigafactory.core.facility import Facility
+from gigafactory.service.jobs import service
+from gigafactory.service.jobs.service import Outcome, Submission
+from gigafactory.service.settings import Settings
+
+log = logging.getLogger("gigafactory.service")
+
+Result = Outcome | BaseException
+
+
+@dataclass(slots=True)
+class _Waiting:
+    item: Submission
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Outcome]
+
+
+def _settle(fut: asyncio.Future[Outcome], result: Result) -> None:
+    if fut.done():  # the request went away (client disconnected)
+        return
+    if isinstance(result, BaseException):
+        fut.set_exception(result)
+    else:
+        fut.set_result(result)
+
+
+class SubmitBatcher:
+    """One writer thread per process; see the module docstring. The thread starts with
+    the first submission and stops with :meth:`close`."""
+
+    def __init__(
+        self,
+        sessions: Callable[[], Session],
+        config: Callable[[], tuple[Settings, Facility]],
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._config = config  # read per batch: settings may be replaced at run time
+        self._on_batch = on_batch
+        self._queue: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    async def submit(self, item: Submission) -> Outcome:
+        """Queue ``item`` and wait until its batch has committed. Raises the
+        :class:`ServiceError` that refused it, or the database error of its batch."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Outcome] = loop.create_future()
+        self._ensure_thread()
+        self._queue.put(_Waiting(item, loop, fut))
+        return await fut
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the submission writer is closed (the service is stopping)")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="gigafactory-submit", daemon=True)
+                self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish what is queued, then stop the writer thread."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
+
+    # ------------------------------------------------------------- writer thread
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            most = self._config()[0].submit_batch
+            while len(batch) < most:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            results = self._write([w.item for w in batch])
+            if self._on_batch is not None:
+                self._on_batch(len(batch))
+            for w, res in zip(batch, results, strict=True):
+                with contextlib.suppress(RuntimeError):  # that request's event loop is gone
+                    w.loop.call_soon_threadsafe(_settle, w.future, res)
+
+    def _write(self, items: list[Submission]) -> list[Result]:
+        settings, facility = self._config()
+        try:
+            with self._sessions() as db:
+                try:
+                    return list(service.submit_many(db, items, settings, facility))
+                except IntegrityError:
+                    db.rollback()
+            # An Idempotency-Key was used twice (a retry racing its original, or two
+            # retries in one batch): one by one, each replay answers with the job.
+            return [self._one(item, settings, facility) for item in items]
+        except Exception as exc:  # a database error fails the whole batch, nothing committed
+            log.warning("submission batch of %d failed: %s", len(items), exc)
+            return [exc] * len(items)
+
+    def _one(self, item: Submission, settings: Settings, facility: Facility) -> Result:
+        try:
+            with self._sessions() as db:
+                return service.submit(db, item.who, item.body, item.key, settings, facility, item.now)
+        except Exception as exc:  # a ServiceError refusing it, or a database error
+            return exc
