@@ -148,12 +148,16 @@ def entitle(ctx: CycleContext) -> None:
 def order(ctx: CycleContext) -> IntArray:
     """Queue slots in the policy's order; jobs already reclaiming capacity go first."""
     q = ctx.s.queue
-    slots = q.slots()
-    keys = list(ctx.policy.key(ctx, q, slots))
+    slots = q.slots()  # by arrival
+    group = ctx.policy.group
     if ctx.s.reclaiming:
         first = np.array([ctx.s.pending[j].slot for j in ctx.s.reclaiming], dtype=np.int64)
-        keys.insert(0, ~np.isin(slots, first))
-    return slots[np.lexsort(keys[::-1])]
+        keys = [np.zeros(slots.shape[0], dtype=np.int64) if group is None else group(ctx, q, slots),
+                ~np.isin(slots, first)]
+        return slots[np.lexsort(keys)]  # stable: ties keep the arrival order
+    if group is None:
+        return slots
+    return slots[np.argsort(group(ctx, q, slots), kind="stable")]
 
 
 def saturated(ctx: CycleContext) -> bool:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from gigafactory.core.facility import IntArray
     from gigafactory.core.queue import PendingTable
 
-OrderKey = Callable[["CycleContext", "PendingTable", "IntArray"], Sequence["np.ndarray"]]
+GroupKey = Callable[["CycleContext", "PendingTable", "IntArray"], "np.ndarray"]
 
 #: Tiresias' 2D-LAS queue thresholds in GPU-seconds of attained service.
 LAS_THRESHOLDS: tuple[float, ...] = (3_600.0, 36_000.0, 360_000.0)
@@ -37,11 +37,15 @@ class Policy:
       ``preemptible`` jobs for ``urgent`` ones;
     - ``shares``: the order or the reclaim reads entitlements and fair share (others
       only compute them when the cycle explains itself).
+
+    The order is by ``group`` (one key per queued job, smaller first; ``None``: one
+    group), then by arrival: submit time, then the arrival sequence number, so it is
+    total and deterministic.
     """
 
     name: str
     doc: str
-    key: OrderKey
+    group: GroupKey | None
     strict: bool = False
     reserve: bool = True
     reservation_depth: int | None = None
@@ -50,18 +54,21 @@ class Policy:
     shares: bool = False
 
 
-# Order keys: arrays over the given queue slots, most significant first. Ties end
-# with the arrival sequence, so the order is total and deterministic.
-def _fifo_key(ctx: CycleContext, q: PendingTable, slots: IntArray) -> Sequence[np.ndarray]:
-    return (q.submit[slots], q.seq[slots])
-
-
-def _gigafactory_key(ctx: CycleContext, q: PendingTable, slots: IntArray) -> Sequence[np.ndarray]:
-    # Within a class, tenants below their entitlement go before tenants at or above it
-    # (as Kueue admits nominal quota before borrowing), then by fair share and age.
-    tenant = q.tenant[slots]
-    above = ctx.s.used[tenant] >= ctx.ent[tenant] - 1e-6
-    return (-q.prio[slots], above, -ctx.fair_share[tenant], q.submit[slots], q.seq[slots])
+# Group keys: one array over the given queue slots, smaller first; ties go by arrival.
+def _gigafactory_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> np.ndarray:
+    # Priority class first; within a class, tenants below their entitlement go before
+    # tenants at or above it (as Kueue admits nominal quota before borrowing), then by
+    # fair share. Tenants are ranked once per cycle (equal keys share a rank).
+    used, ent, fs = ctx.s.used.tolist(), ctx.ent.tolist(), ctx.fair_share.tolist()
+    keys = [(u >= e - 1e-6, -f) for u, e, f in zip(used, ent, fs, strict=True)]
+    rank = [0] * len(keys)
+    r, last = -1, None
+    for t in sorted(range(len(keys)), key=keys.__getitem__):
+        if keys[t] != last:
+            r, last = r + 1, keys[t]
+        rank[t] = r
+    group: np.ndarray = np.asarray(rank, dtype=np.int64)[q.tenant[slots]] - q.prio[slots] * len(keys)
+    return group
 
 
 def las_queue(attained_gpu_seconds: np.ndarray, thresholds: Sequence[float] = LAS_THRESHOLDS) -> np.ndarray:
@@ -69,19 +76,19 @@ def las_queue(attained_gpu_seconds: np.ndarray, thresholds: Sequence[float] = LA
     return np.searchsorted(np.asarray(thresholds), attained_gpu_seconds, side="right")
 
 
-def _las_key(ctx: CycleContext, q: PendingTable, slots: IntArray) -> Sequence[np.ndarray]:
-    return (las_queue(q.attained[slots]), q.submit[slots], q.seq[slots])
+def _las_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> np.ndarray:
+    return las_queue(q.attained[slots])
 
 
-def _srtf_key(ctx: CycleContext, q: PendingTable, slots: IntArray) -> Sequence[np.ndarray]:
-    remaining = np.maximum(0.0, q.oracle[slots] - q.attained[slots] / q.gpus[slots])
-    return (remaining, q.submit[slots], q.seq[slots])
+def _srtf_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> np.ndarray:
+    remaining: np.ndarray = np.maximum(0.0, q.oracle[slots] - q.attained[slots] / q.gpus[slots])
+    return remaining
 
 
 FIFO = Policy(
     "fifo",
     "Strict first-come first-served: the oldest job goes first and nothing overtakes it.",
-    _fifo_key,
+    None,
     strict=True,
     backfill=False,
 )
@@ -89,7 +96,7 @@ EASY_BACKFILL = Policy(
     "easy-backfill",
     "FIFO with EASY backfill: the oldest blocked job gets a reservation; later jobs "
     "start only where they do not delay it.",
-    _fifo_key,
+    None,
     reservation_depth=1,
 )
 LAS = Policy(
@@ -97,14 +104,14 @@ LAS = Policy(
     "Tiresias' two-dimensional least-attained-service: jobs with the least GPU-time "
     "received (GPUs × time, discretised into queues) go first, FIFO within a queue; "
     "work-conserving, without reservations.",
-    _las_key,
+    _las_group,
     reserve=False,
 )
 SRTF = Policy(
     "srtf",
     "Oracle baseline: shortest remaining runtime first, using the true runtime (known "
     "only in simulation); work-conserving, without reservations.",
-    _srtf_key,
+    _srtf_group,
     reserve=False,
 )
 GIGAFACTORY = Policy(
@@ -114,7 +121,7 @@ GIGAFACTORY = Policy(
     "then age; topology-aware gangs; reservations with backfill; reclaim "
     "of lent capacity for owners under their entitlement within the reclaim deadline, "
     "choosing victims that lose the least work.",
-    _gigafactory_key,
+    _gigafactory_group,
     reclaim=True,
     shares=True,
 )
@@ -124,7 +131,7 @@ KUBE_DEFAULT = Policy(
     "Kubernetes' default scheduler, approximated (for validating the twin against traces "
     "of clusters that ran it): creation order; every job that fits is placed, jobs that "
     "do not fit are skipped (no head-of-line blocking); no reservations, no preemption.",
-    _fifo_key,
+    None,
     reserve=False,
     backfill=False,
 )

@@ -48,6 +48,11 @@ class PendingTable:
             setattr(self, c, np.zeros(capacity, dtype=np.float64))
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._seq = 0
+        # live slots by arrival (submit time, then sequence), kept up to date lazily
+        self._order: IntArray = np.zeros(0, dtype=np.int64)
+        self._order_seq: IntArray = np.zeros(0, dtype=np.int64)
+        self._added: list[int] = []
+        self._removed = False
 
     # typed views of the columns (set dynamically above)
     gpus: IntArray
@@ -95,18 +100,40 @@ class PendingTable:
         self.oracle[i] = spec.oracle_runtime if spec.oracle_runtime is not None else spec.expected_runtime
         self.attained[i] = job.attained_service
         self.since[i] = job.pending_since
+        self._added.append(i)
 
     def remove(self, job: PendingJob) -> None:
         i = job.slot
         self.jobs[i] = None
         self.alive[i] = False
         self._free.append(i)
+        self._removed = True
         job.slot = -1
 
     def slots(self) -> IntArray:
-        """Live slots, in arrival order."""
-        live = np.flatnonzero(self.alive)
-        return live[np.argsort(self.seq[live], kind="stable")]
+        """Live slots, in arrival order: submit time, then sequence number.
+
+        Kept from call to call: removed slots are filtered out, and jobs added since
+        are appended when they come after every other (the usual case), else the
+        order is rebuilt."""
+        order, seqs = self._order, self._order_seq
+        if self._removed:
+            keep = self.alive[order] & (self.seq[order] == seqs)  # a reused slot has a new seq
+            order, seqs = order[keep], seqs[keep]
+            self._removed = False
+        if self._added:
+            sub, seq = self.submit, self.seq
+            new = sorted({i for i in self._added if self.alive[i]}, key=lambda i: (sub[i], seq[i]))
+            self._added = []
+            if new:
+                if not order.shape[0] or (sub[new[0]], seq[new[0]]) > (sub[order[-1]], seq[order[-1]]):
+                    order = np.concatenate([order, np.array(new, dtype=np.int64)])
+                else:
+                    live = np.flatnonzero(self.alive)
+                    order = live[np.lexsort((seq[live], sub[live]))]
+                seqs = seq[order]
+        self._order, self._order_seq = order, seqs
+        return order
 
     def job(self, slot: int) -> PendingJob:
         j = self.jobs[slot]
