@@ -175,23 +175,33 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
     if ctx.stop is not None:
         ctx.tail = (rest, [f"behind job {ctx.stop} (strict first-come first-served)"] * rest.shape[0])
         return
-    gpus, tenants, prio, accel = q.gpus[rest], q.tenant[rest], q.prio[rest], q.accel[rest]
-    free = np.where(accel < 0, st.free_total, st.accel_free[np.maximum(accel, 0)])
-    fits = gpus <= free
-    for (a, wish), g in ctx.fail_min.items():
-        fits &= ~((accel == (-1 if a is None else a)) & (q.topo[rest] == _TOPO[wish]) & (gpus >= g))
-    backfills = np.zeros(rest.shape[0], dtype=bool)
+    n = rest.shape[0]
+    none = np.zeros(n, dtype=bool)
+    gpus, accel = q.gpus[rest], q.accel[rest]
+    fits = backfills = reclaims = heads = none
+    queued = q.smallest()  # per shape, the smallest queued job: can any of them fit?
+    if any(m <= lim for m, lim in zip(queued.values(), _fit_limits(ctx, queued).values(), strict=True)):
+        free = np.where(accel < 0, st.free_total, st.accel_free[np.maximum(accel, 0)])
+        fits = gpus <= free
+        for (a, wish), g in ctx.fail_min.items():
+            fits &= ~((accel == (-1 if a is None else a)) & (q.topo[rest] == _TOPO[wish]) & (gpus >= g))
     if p.backfill and ctx.claimed > 0:
         backfills = (gpus <= ctx.claimed) & (ctx.now + q.runtime[rest] <= ctx.latest_reservation)
-    reclaims = np.zeros(rest.shape[0], dtype=bool)
-    if p.reclaim and ctx.reclaim_left > 0:
-        reclaims = (prio == int(PriorityClass.URGENT)) | (gpus <= preemption.headroom(ctx)[tenants])
-    heads = np.zeros(rest.shape[0], dtype=bool)
-    if p.reserve:
+    urgent = int(PriorityClass.URGENT) in q.classes()
+    if p.reclaim and ctx.reclaim_left > 0 and (urgent or ctx.s.tree.guaranteed):
+        prio = q.prio[rest]
+        reclaims = (prio == int(PriorityClass.URGENT)) | (gpus <= preemption.headroom(ctx)[q.tenant[rest]])
+    if p.reserve and q.classes() - ctx.reserved_classes:
+        prio = q.prio[rest]
+        heads = np.zeros(n, dtype=bool)
         for c in sorted(set(prio.tolist()) - ctx.reserved_classes):
             heads[int(np.argmax(prio == c))] = True
-    look = np.flatnonzero(fits | backfills | reclaims | heads)
-    admitted = np.zeros(rest.shape[0], dtype=bool)
+    admitted = none
+    if fits is none and backfills is none and reclaims is none and heads is none:
+        look = np.zeros(0, dtype=np.int64)  # nothing could act on the tail: it all waits
+    else:
+        look = np.flatnonzero(fits | backfills | reclaims | heads)
+        admitted = np.zeros(n, dtype=bool)
     last_head = int(np.flatnonzero(heads)[-1]) if heads.any() else -1
     ks = look.tolist()
     rows = zip(ks, gpus[look].tolist(), accel[look].tolist(), q.topo[rest[look]].tolist(), fits[look].tolist(),

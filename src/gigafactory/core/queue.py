@@ -53,6 +53,11 @@ class PendingTable:
         self._order_seq: IntArray = np.zeros(0, dtype=np.int64)
         self._added: list[int] = []
         self._removed = False
+        # per shape (type or -1, topology code): how many pending jobs of each size;
+        # per priority class: how many pending jobs (so a cycle can tell cheaply
+        # that no queued job could fit, or that every class is present)
+        self._sizes: dict[tuple[int, int], dict[int, int]] = {}
+        self._classes: dict[int, int] = {}
 
     # typed views of the columns (set dynamically above)
     gpus: IntArray
@@ -101,9 +106,25 @@ class PendingTable:
         self.attained[i] = job.attained_service
         self.since[i] = job.pending_since
         self._added.append(i)
+        sizes = self._sizes.setdefault((int(self.accel[i]), int(self.topo[i])), {})
+        sizes[spec.gpus] = sizes.get(spec.gpus, 0) + 1
+        c = int(spec.priority)
+        self._classes[c] = self._classes.get(c, 0) + 1
 
     def remove(self, job: PendingJob) -> None:
         i = job.slot
+        shape = (int(self.accel[i]), int(self.topo[i]))
+        sizes = self._sizes[shape]
+        g = job.spec.gpus
+        sizes[g] -= 1
+        if not sizes[g]:
+            del sizes[g]
+            if not sizes:
+                del self._sizes[shape]
+        c = int(job.spec.priority)
+        self._classes[c] -= 1
+        if not self._classes[c]:
+            del self._classes[c]
         self.jobs[i] = None
         self.alive[i] = False
         self._free.append(i)
@@ -134,6 +155,14 @@ class PendingTable:
                 seqs = seq[order]
         self._order, self._order_seq = order, seqs
         return order
+
+    def smallest(self) -> dict[tuple[int, int], int]:
+        """Per shape (type or -1 for any, topology code): the smallest pending job."""
+        return {shape: min(sizes) for shape, sizes in self._sizes.items()}
+
+    def classes(self) -> set[int]:
+        """Priority classes with pending jobs."""
+        return set(self._classes)
 
     def job(self, slot: int) -> PendingJob:
         j = self.jobs[slot]

@@ -121,6 +121,8 @@ class ShareTree:
         self.cap_l: list[float] = self.cap.tolist()
         self.lend_l: list[float] = self.lend.tolist()
         self.weight_l: list[float] = self.weight.tolist()
+        #: some tenant has a guarantee (else nothing is ever owed, so nothing reclaimed)
+        self.guaranteed = bool((self.guarantee > 0).any())
         #: tenants with a finite lend limit (the only ones that keep capacity back)
         self.lend_limited: list[int] = [i for i in range(1, n) if np.isfinite(self.lend[i])]
         for i in range(1, n):
