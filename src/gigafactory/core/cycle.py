@@ -289,7 +289,6 @@ def decide(ctx: CycleContext) -> Decisions:
     for r in ctx.reservations:
         if r.claim_nodes.shape[0]:
             s.state._apply(r.claim_nodes, r.claim_counts)
-    names = s.tree.names
     return Decisions(
         now=ctx.now,
         starts=tuple(ctx.starts),
@@ -301,7 +300,7 @@ def decide(ctx: CycleContext) -> Decisions:
             for r in ctx.reservations
         ),
         pending=tuple(ctx.status.values()),
-        entitlements={names[i]: round(e, 6) for i, e in enumerate(ctx.ent.tolist()) if i},
+        entitlements=_rounded(s, ctx.ent.tolist()),
         stats=CycleStats(
             pending=len(s.pending),
             running=len(s.running),
@@ -311,3 +310,13 @@ def decide(ctx: CycleContext) -> Decisions:
             free_gpus=s.state.free_total,
         ),
     )
+
+
+def _rounded(s: Scheduler, ent: list[float]) -> dict[str, float]:
+    """Entitlements by tenant name, rounded (a copy of last cycle's when they are unchanged)."""
+    last, named = s.last_entitlements
+    if ent != last:
+        names = s.tree.names
+        named = {names[i]: round(e, 6) for i, e in enumerate(ent) if i}
+        s.last_entitlements = (ent, named)
+    return dict(named)

@@ -40,6 +40,8 @@ def owed(ctx: CycleContext, job: PendingJob) -> bool:
     the programme or partner it belongs to, is under what it was promised). Tenants
     without guarantees share idle capacity by fair share, never by preemption."""
     s = ctx.s
+    if not s.tree.guaranteed:
+        return False  # no guarantee anywhere: nothing is ever owed
     g = job.spec.gpus
     guarantee = s.tree.guarantee
     under_guarantee = False

@@ -112,6 +112,7 @@ class Scheduler:
         self.reclaiming: dict[str, tuple[str, ...]] = {}
         self._max_gang: dict[tuple[int | None, str], int] = {}
         self.plans = PlanCache()  # reservation plans of the last cycles (exact re-use)
+        self.last_entitlements: tuple[list[float], dict[str, float]] = ([], {})
 
     # ----------------------------------------------------------------- events
     def submit(self, job: JobSpec, attained_service: float = 0.0, now: float | None = None) -> None:

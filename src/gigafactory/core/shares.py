@@ -121,6 +121,11 @@ class ShareTree:
         self.cap_l: list[float] = self.cap.tolist()
         self.lend_l: list[float] = self.lend.tolist()
         self.weight_l: list[float] = self.weight.tolist()
+        # index lists for entitlements: nodes rolled up into a parent other than the root
+        # (last first), nodes with a cap or children (last first), nodes with children
+        self.rolled = [i for i in range(n - 1, 0, -1) if self.parent_l[i] != 0]
+        self.bounded = [i for i in range(n - 1, 0, -1) if self.cap_l[i] != INF or self.children[i]]
+        self.parents = [i for i in range(n) if self.children[i]]
         #: some tenant has a guarantee (else nothing is ever owed, so nothing reclaimed)
         self.guaranteed = bool((self.guarantee > 0).any())
         #: tenants with a finite lend limit (the only ones that keep capacity back)
@@ -227,10 +232,10 @@ def entitlements_of(tree: ShareTree, capacity: float, demand: list[float]) -> li
     n = len(tree)
     leaf, parent, children, cap = tree.leaf_l, tree.parent_l, tree.children, tree.cap_l
     want = [d if lf else 0.0 for d, lf in zip(demand, leaf, strict=True)]
-    for i in range(n - 1, 0, -1):  # roll up: children are always after their parent
+    for i in tree.rolled:  # roll up (children are always after their parent; the root is recomputed)
         want[parent[i]] += want[i]
     # A node can never use more than its cap, and a parent no more than its children can.
-    for i in range(n - 1, 0, -1):
+    for i in tree.bounded:  # nodes with a cap or children, last first
         want[i] = min(want[i], cap[i])
         if not leaf[i]:
             want[i] = min(want[i], sum(want[c] for c in children[i]))
@@ -238,10 +243,8 @@ def entitlements_of(tree: ShareTree, capacity: float, demand: list[float]) -> li
     ent = [0.0] * n
     ent[0] = min(float(capacity), want[0])
     guarantee, lend, weight = tree.guarantee_l, tree.lend_l, tree.weight_l
-    for p in range(n):  # parents precede children
+    for p in tree.parents:  # parents precede children
         kids = children[p]
-        if not kids:
-            continue
         amount = ent[p]
         g = [guarantee[c] for c in kids]
         d = [want[c] for c in kids]
