@@ -171,65 +171,77 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
     it might fit now (smaller than every size that failed for its shape), backfill,
     reclaim, or be the head of a class without a reservation; every other job waits,
     with a reason worked out once per distinct shape."""
-    p, q, st = ctx.policy, ctx.s.queue, ctx.s.state
+    p, q = ctx.policy, ctx.s.queue
     if ctx.stop is not None:
         ctx.tail = (rest, [f"behind job {ctx.stop} (strict first-come first-served)"] * rest.shape[0])
         return
     n = rest.shape[0]
-    none = np.zeros(n, dtype=bool)
-    gpus, accel = q.gpus[rest], q.accel[rest]
-    fits = backfills = reclaims = heads = none
+    gpus = q.gpus[rest]
+    masks: list[np.ndarray] = []
     queued = q.smallest()  # per shape, the smallest queued job: can any of them fit?
-    if any(m <= lim for m, lim in zip(queued.values(), _fit_limits(ctx, queued).values(), strict=True)):
-        free = np.where(accel < 0, st.free_total, st.accel_free[np.maximum(accel, 0)])
-        fits = gpus <= free
-        for (a, wish), g in ctx.fail_min.items():
-            fits &= ~((accel == (-1 if a is None else a)) & (q.topo[rest] == _TOPO[wish]) & (gpus >= g))
+    limit = _fit_limits(ctx, queued)
+    fits = backfills = reclaims = heads = None
+    if any(m <= limit[c] for c, m in queued.items()):
+        if len(queued) == 1:  # one shape: fits when no larger than its limit
+            fits = gpus <= next(iter(limit.values()))
+        else:
+            accel, topo = q.accel[rest], q.topo[rest]
+            fits = np.zeros(n, dtype=bool)
+            for (a, t), lim in limit.items():
+                fits |= (accel == a) & (topo == t) & (gpus <= lim)
+        masks.append(fits)
     if p.backfill and ctx.claimed > 0:
         backfills = (gpus <= ctx.claimed) & (ctx.now + q.runtime[rest] <= ctx.latest_reservation)
-    urgent = int(PriorityClass.URGENT) in q.classes()
-    if p.reclaim and ctx.reclaim_left > 0 and (urgent or ctx.s.tree.guaranteed):
-        prio = q.prio[rest]
-        reclaims = (prio == int(PriorityClass.URGENT)) | (gpus <= preemption.headroom(ctx)[q.tenant[rest]])
+        masks.append(backfills)
+    if p.reclaim and ctx.reclaim_left > 0 and (int(PriorityClass.URGENT) in q.classes() or ctx.s.tree.guaranteed):
+        reclaims = (q.prio[rest] == int(PriorityClass.URGENT)) | (gpus <= preemption.headroom(ctx)[q.tenant[rest]])
+        masks.append(reclaims)
     if p.reserve and q.classes() - ctx.reserved_classes:
         prio = q.prio[rest]
         heads = np.zeros(n, dtype=bool)
         for c in sorted(set(prio.tolist()) - ctx.reserved_classes):
             heads[int(np.argmax(prio == c))] = True
-    admitted = none
-    if fits is none and backfills is none and reclaims is none and heads is none:
-        look = np.zeros(0, dtype=np.int64)  # nothing could act on the tail: it all waits
-    else:
-        look = np.flatnonzero(fits | backfills | reclaims | heads)
-        admitted = np.zeros(n, dtype=bool)
-    last_head = int(np.flatnonzero(heads)[-1]) if heads.any() else -1
-    ks = look.tolist()
-    rows = zip(ks, gpus[look].tolist(), accel[look].tolist(), q.topo[rest[look]].tolist(), fits[look].tolist(),
-               backfills[look].tolist(), reclaims[look].tolist(), heads[look].tolist(), strict=True)
-    last_bf = max((k for k, b in zip(ks, backfills[look].tolist(), strict=True) if b), default=-1)
-    last_rc = max((k for k, r in zip(ks, reclaims[look].tolist(), strict=True) if r), default=-1)
-    smallest: dict[tuple[int, int], int] = {}  # per shape (type, topology): smallest job that might fit
-    for g, a, t in zip(gpus[fits].tolist(), accel[fits].tolist(), q.topo[rest[fits]].tolist(), strict=True):
-        if g < smallest.get((a, t), 1 << 62):
-            smallest[(a, t)] = g
-    limit = _fit_limits(ctx, smallest)
-    for k, g, a, t, fit, bf, rc, head in rows:
-        if (k > last_head and all(limit[c] < m for c, m in smallest.items())
-                and (ctx.backfill_left <= 0 or k > last_bf) and (ctx.reclaim_left <= 0 or k > last_rc)):
-            break  # nothing left can act on the rest of the queue
-        if (head
-                or (fit and g <= limit[(a, t)])
-                or (bf and ctx.backfill_left > 0)
-                or (rc and ctx.reclaim_left > 0)):
-            admitted[k] = True
-            steps.admit(ctx, q.job(int(rest[k])))
-            limit = _fit_limits(ctx, smallest)
+        masks.append(heads)
+    admitted = np.zeros(n, dtype=bool)
+    if masks:
+        look = np.flatnonzero(np.logical_or.reduce(masks)) if len(masks) > 1 else np.flatnonzero(masks[0])
+        _admit_tail(ctx, rest, look, fits, backfills, reclaims, heads, admitted)
     if ctx.s.config.explain:
         waiting = rest[~admitted]
         ctx.tail = (waiting, steps.bulk_reasons(ctx, waiting))
 
 
-_TOPO = {w: i for i, w in enumerate(TopologyWish)}
+def _admit_tail(ctx: CycleContext, rest: IntArray, look: IntArray, fits: np.ndarray | None,
+                backfills: np.ndarray | None, reclaims: np.ndarray | None, heads: np.ndarray | None,
+                admitted: np.ndarray) -> None:
+    """Admit, in order, the jobs of ``rest[look]`` that something can still help."""
+    q = ctx.s.queue
+    ks = look.tolist()
+    no = [False] * len(ks)
+    fit = no if fits is None else fits[look].tolist()
+    bf = no if backfills is None else backfills[look].tolist()
+    rc = no if reclaims is None else reclaims[look].tolist()
+    hd = no if heads is None else heads[look].tolist()
+    slots = rest[look]
+    gs, accs, tops = q.gpus[slots].tolist(), q.accel[slots].tolist(), q.topo[slots].tolist()
+    last_head = max((k for k, h in zip(ks, hd, strict=True) if h), default=-1)
+    last_bf = max((k for k, b in zip(ks, bf, strict=True) if b), default=-1)
+    last_rc = max((k for k, r in zip(ks, rc, strict=True) if r), default=-1)
+    smallest: dict[tuple[int, int], int] = {}  # per shape (type, topology): smallest job that might fit
+    for g, a, t, f in zip(gs, accs, tops, fit, strict=True):
+        if f and g < smallest.get((a, t), 1 << 62):
+            smallest[(a, t)] = g
+    limit = _fit_limits(ctx, smallest)
+    for k, slot, g, a, t, f, b, r, h in zip(ks, slots.tolist(), gs, accs, tops, fit, bf, rc, hd, strict=True):
+        if (k > last_head and all(limit[c] < g0 for c, g0 in smallest.items())
+                and (ctx.backfill_left <= 0 or k > last_bf) and (ctx.reclaim_left <= 0 or k > last_rc)):
+            break  # nothing left can act on the rest of the queue
+        if h or (f and g <= limit[(a, t)]) or (b and ctx.backfill_left > 0) or (r and ctx.reclaim_left > 0):
+            admitted[k] = True
+            steps.admit(ctx, q.job(slot))
+            limit = _fit_limits(ctx, smallest)
+
+
 
 
 _WISHES = list(TopologyWish)
