@@ -111,7 +111,7 @@ def try_place(ctx: CycleContext, job: PendingJob) -> Alloc | None:
     key = (job.accel, spec.topology)
     if spec.gpus >= ctx.fail_min.get(key, 1 << 62):
         return None
-    alloc = place(ctx.s.state, spec.gpus, job.accel, spec.topology)
+    alloc = ctx.s.failed_placements.place(ctx.s.state, spec.gpus, job.accel, spec.topology)
     if alloc is None:
         ctx.fail_min[key] = spec.gpus
     return alloc

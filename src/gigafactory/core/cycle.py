@@ -120,6 +120,7 @@ def snapshot(s: Scheduler, now: float) -> CycleContext:
     """Fix the inputs of this cycle: time, policy, and GPUs already being reclaimed."""
     ctx = CycleContext(s, now, s.policy, reclaim_left=s.config.reclaim_attempts)
     s.plans.rotate()
+    s.failed_placements.rotate()
     ctx.committed = np.zeros(len(s.tree))
     ctx.taken = np.zeros(len(s.tree))
     for jid in list(s.reclaiming):

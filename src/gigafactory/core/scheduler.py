@@ -18,6 +18,7 @@ from gigafactory.core.backfill import PlanCache
 from gigafactory.core.decisions import Decisions
 from gigafactory.core.facility import Facility, IntArray
 from gigafactory.core.jobs import JobSpec, Placement, TopologyWish
+from gigafactory.core.placement import FailedPlacements
 from gigafactory.core.policies import Policy, get_policy
 from gigafactory.core.queue import PendingJob, PendingTable
 from gigafactory.core.shares import ShareTree
@@ -112,6 +113,7 @@ class Scheduler:
         self.reclaiming: dict[str, tuple[str, ...]] = {}
         self._max_gang: dict[tuple[int | None, str], int] = {}
         self.plans = PlanCache()  # reservation plans of the last cycles (exact re-use)
+        self.failed_placements = FailedPlacements()  # gangs that did not fit (exact re-use)
         self.last_entitlements: tuple[list[float], dict[str, float]] = ([], {})
 
     # ----------------------------------------------------------------- events
