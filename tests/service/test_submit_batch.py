@@ -186,3 +186,34 @@ def test_submissions_metric_counts_refusals_and_batches(world: Api) -> None:
     assert 'gigafactory_submissions_total{outcome="accepted"} 1.0' in text
     assert 'gigafactory_submissions_total{outcome="refused"} 1.0' in text
     assert "gigafactory_submit_batch_size_count 2.0" in text
+
+
+def test_new_job_rows_are_written_with_every_submitted_value(world: Api) -> None:
+    from gigafactory.service.jobs import service, store
+
+    ada = _who(world, world.user("ada", ("alpha", "member")))
+    values = service._job_values(Submission(ada, _body(), "k", world.clock()), 1, "pending", None,
+                                 "r", "d", world.ctx.settings)
+    assert tuple(values) == store.JOB_KEYS
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_stored_rows_match_the_answer(world: Api, n: int) -> None:
+    """One statement per job on PostgreSQL, three elsewhere: the same rows either way."""
+    ada = _who(world, world.user("ada", ("alpha", "member")))
+    now = world.clock()
+    items = [Submission(ada, _body(gpus=i + 1, env={"SEED": str(i)}, name=f"j{i}"), f"s{i}", now)
+             for i in range(n)]
+    with world.ctx.sessions() as db:
+        out = submit_many(db, items, world.ctx.settings, world.ctx.facility)
+    with world.ctx.sessions() as db:
+        for i, res in enumerate(out):
+            assert isinstance(res, tuple)
+            job = db.get(Job, res[0].id)
+            assert job is not None and job.name == f"j{i}" and job.env == {"SEED": str(i)}
+            assert job.submitted_at == now and job.idempotency_key == f"s{i}"
+            ev = db.scalars(select(JobEvent).where(JobEvent.job_id == job.id)).all()
+            assert [(e.to_state, e.actor, e.at) for e in ev] == [("pending", "ada", now)]
+            audit = db.scalars(select(AuditEntry).where(AuditEntry.target == f"job:{job.id}")).one()
+            assert (audit.actor, audit.action, audit.at) == ("ada", "job.submit", now)
+            assert audit.detail == {"project": "alpha", "gpus": i + 1, "state": "pending"}

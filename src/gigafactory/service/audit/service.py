@@ -22,13 +22,6 @@ def record(
                          "detail": detail})
 
 
-def record_many(db: Session, rows: list[tuple[str, str, str, datetime, dict[str, Any]]]) -> None:
-    """Add several audit entries ``(actor, action, target, at, detail)`` in one statement."""
-    if rows:
-        db.execute(_INSERT, [{"at": at, "actor": actor, "action": action, "target": target,
-                              "detail": detail} for actor, action, target, at, detail in rows])
-
-
 def entries(
     db: Session,
     *,

@@ -12,15 +12,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, text
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from gigafactory.core.facility import Facility
 from gigafactory.core.jobs import JobState
-from gigafactory.service.audit.service import record, record_many
+from gigafactory.service.audit.service import record
 from gigafactory.service.auth.access import (
     Principal,
     tenant_chain,
@@ -37,6 +37,7 @@ from gigafactory.service.errors import (
     NotFound,
     ServiceError,
 )
+from gigafactory.service.jobs import store
 from gigafactory.service.jobs.lifecycle import transition
 from gigafactory.service.jobs.models import Job, JobEvent
 from gigafactory.service.jobs.schemas import JobDetail, JobEventOut, JobOut, JobSubmit
@@ -94,13 +95,7 @@ _PROJECT_Q = (
     .join(_parent, _parent.id == Tenant.parent_id)
     .where(Tenant.name == bindparam("name"), Tenant.kind == "project")
 )
-_JOBS = cast(Table, Job.__table__)
-_EVENTS = cast(Table, JobEvent.__table__)
 # Constant statements with parameters passed at execution: compiled once, cached.
-_INSERT_JOBS = insert(_JOBS)
-_INSERT_JOBS_RETURNING = insert(_JOBS).returning(_JOBS.c.id, sort_by_parameter_order=True)
-_NEXT_JOB_IDS = text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, :n)")
-_INSERT_EVENT = insert(_EVENTS)
 _REPLAY_Q = select(Job).where(Job.user_id == bindparam("u"), Job.idempotency_key == bindparam("k"))
 
 
@@ -220,16 +215,10 @@ def submit_many(
             continue
         rows.append((i, _job_values(it, project_id, state, hold_kind, reason, digest, settings)))
     if rows:
-        ids = _insert_jobs(db, [v for _, v in rows])
-        db.execute(_INSERT_EVENT, [
-            {"job_id": jid, "at": v["submitted_at"], "from_state": None, "to_state": v["state"],
-             "reason": v["state_reason"], "actor": items[i].who.name}
-            for (i, v), jid in zip(rows, ids, strict=True)
-        ])
-        record_many(db, [
-            (items[i].who.name, "job.submit", f"job:{jid}", v["submitted_at"],
-             {"project": items[i].body.project, "gpus": v["gpus"], "state": v["state"]})
-            for (i, v), jid in zip(rows, ids, strict=True)
+        ids = store.insert_jobs(db, [
+            (v, items[i].who.name, {"project": items[i].body.project, "gpus": v["gpus"],
+                                    "state": v["state"]})
+            for i, v in rows
         ])
         db.commit()
         for (i, v), jid in zip(rows, ids, strict=True):
@@ -247,20 +236,6 @@ _OUT_NEW: dict[str, Any] = {"started_at": None, "ended_at": None, "estimated_sta
                             "placement": None, "checkpoint_dir": None, "exit_code": None}
 _OUT_FROM_VALUES = tuple(f for f in JobOut.model_fields
                          if f not in _OUT_NEW and f not in ("id", "project", "user", "gpu_hours"))
-
-
-def _insert_jobs(db: Session, values: list[dict[str, Any]]) -> list[int]:
-    """Insert job rows with core statements (no unit-of-work bookkeeping); their ids,
-    in order. On PostgreSQL the ids are drawn from the sequence first, so the insert
-    is a plain executemany of one short statement (pipelined and prepared by psycopg)
-    rather than one long multi-row statement that must be parsed anew for each batch."""
-    if len(values) == 1:  # one short statement: parsed once and prepared by the driver
-        return [db.execute(_INSERT_JOBS_RETURNING, values[0]).scalar_one()]
-    if db.get_bind().dialect.name == "postgresql":
-        ids = sorted(db.execute(_NEXT_JOB_IDS, {"n": len(values)}).scalars().all())
-        db.execute(_INSERT_JOBS, [{**v, "id": jid} for v, jid in zip(values, ids, strict=True)])
-        return ids
-    return list(db.execute(_INSERT_JOBS_RETURNING, values).scalars().all())
 
 
 def _job_values(it: Submission, project_id: int, state: str, hold_kind: str | None, reason: str,
