@@ -228,19 +228,23 @@ def _admit_tail(ctx: CycleContext, rest: IntArray, look: IntArray, fits: np.ndar
     last_head = max((k for k, h in zip(ks, hd, strict=True) if h), default=-1)
     last_bf = max((k for k, b in zip(ks, bf, strict=True) if b), default=-1)
     last_rc = max((k for k, r in zip(ks, rc, strict=True) if r), default=-1)
-    smallest: dict[tuple[int, int], int] = {}  # per shape (type, topology): smallest job that might fit
-    for g, a, t, f in zip(gs, accs, tops, fit, strict=True):
-        if f and g < smallest.get((a, t), 1 << 62):
-            smallest[(a, t)] = g
-    limit = _fit_limits(ctx, smallest)
-    for k, slot, g, a, t, f, b, r, h in zip(ks, slots.tolist(), gs, accs, tops, fit, bf, rc, hd, strict=True):
-        if (k > last_head and all(limit[c] < g0 for c, g0 in smallest.items())
+    # per shape (type, topology): the smallest job that might fit, from each row on
+    after: dict[tuple[int, int], list[int]] = {}
+    if fits is not None:
+        big = 1 << 62
+        for shape in set(zip(accs, tops, strict=True)):
+            sizes = [g if f and (a, t) == shape else big for g, a, t, f in zip(gs, accs, tops, fit, strict=True)]
+            after[shape] = np.minimum.accumulate(np.array(sizes[::-1], dtype=np.int64))[::-1].tolist()
+    limit = _fit_limits(ctx, after)
+    for i, (k, slot, g, a, t, f, b, r, h) in enumerate(
+            zip(ks, slots.tolist(), gs, accs, tops, fit, bf, rc, hd, strict=True)):
+        if (k > last_head and all(limit[c] < m[i] for c, m in after.items())
                 and (ctx.backfill_left <= 0 or k > last_bf) and (ctx.reclaim_left <= 0 or k > last_rc)):
             break  # nothing left can act on the rest of the queue
         if h or (f and g <= limit[(a, t)]) or (b and ctx.backfill_left > 0) or (r and ctx.reclaim_left > 0):
             admitted[k] = True
             steps.admit(ctx, q.job(slot))
-            limit = _fit_limits(ctx, smallest)
+            limit = _fit_limits(ctx, after)
 
 
 
