@@ -172,24 +172,33 @@ class FailedPlacements:
     """Gang shapes that found no placement, this cycle and the last, keyed by the free
     and up state of every node (all that :func:`place` reads that can change): a
     head-of-queue gang that did not fit is not searched for again while nothing
-    changed. Exact: a hit is a state in which :func:`place` returned ``None``."""
+    changed. Exact: a hit is a state in which :func:`place` returned ``None``. Only
+    shapes that failed lately pay for building the key."""
 
     def __init__(self) -> None:
         self._cur: set[tuple[object, ...]] = set()
         self._prev: set[tuple[object, ...]] = set()
+        self._shapes: set[tuple[int, int | None, TopologyWish]] = set()
+        self._shapes_prev: set[tuple[int, int | None, TopologyWish]] = set()
 
     def rotate(self) -> None:
         """A new cycle: forget failures older than the last cycle."""
         self._prev, self._cur = self._cur, set()
+        self._shapes_prev, self._shapes = self._shapes, set()
 
     def place(self, state: ClusterState, gpus: int, accel: int | None, wish: TopologyWish) -> Alloc | None:
         if gpus > state.free_for(accel):
             return None
-        key = (gpus, accel, wish, state.node_free.tobytes(), state.node_up.tobytes())
-        if key in self._cur or key in self._prev:
-            self._cur.add(key)
-            return None
+        shape = (gpus, accel, wish)
+        key = None
+        if shape in self._shapes or shape in self._shapes_prev:
+            key = (*shape, state.node_free.tobytes(), state.node_up.tobytes())
+            if key in self._cur or key in self._prev:
+                self._cur.add(key)
+                self._shapes.add(shape)
+                return None
         got = place(state, gpus, accel, wish)
         if got is None:
-            self._cur.add(key)
+            self._cur.add(key or (*shape, state.node_free.tobytes(), state.node_up.tobytes()))
+            self._shapes.add(shape)
         return got
