@@ -247,8 +247,6 @@ def _admit_tail(ctx: CycleContext, rest: IntArray, look: IntArray, fits: np.ndar
             limit = _fit_limits(ctx, after)
 
 
-
-
 _WISHES = list(TopologyWish)
 
 
