@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from gigafactory.service.audit.models import AuditEntry
 from gigafactory.service.auth.service import authenticate
-from gigafactory.service.errors import BudgetExhausted, Forbidden, Invalid
+from gigafactory.service.errors import BudgetExhausted, Forbidden, Invalid, Unavailable
 from gigafactory.service.jobs.batcher import SubmitBatcher
 from gigafactory.service.jobs.models import Job, JobEvent
 from gigafactory.service.jobs.schemas import JobOut, JobSubmit
@@ -174,7 +174,7 @@ def test_a_closed_writer_refuses_new_submissions(world: Api) -> None:
     ctx = world.ctx
     batcher = SubmitBatcher(ctx.sessions, lambda: (ctx.settings, ctx.facility))
     batcher.close()
-    with pytest.raises(RuntimeError, match="the service is stopping"):
+    with pytest.raises(Unavailable, match="the service is stopping"):
         asyncio.run(batcher.submit(Submission(ada, _body(), None, world.clock())))
 
 
@@ -217,3 +217,20 @@ def test_stored_rows_match_the_answer(world: Api, n: int) -> None:
             audit = db.scalars(select(AuditEntry).where(AuditEntry.target == f"job:{job.id}")).one()
             assert (audit.actor, audit.action, audit.at) == ("ada", "job.submit", now)
             assert audit.detail == {"project": "alpha", "gpus": i + 1, "state": "pending"}
+
+
+def test_a_failing_metrics_hook_never_fails_a_committed_submission(world: Api) -> None:
+    ada = _who(world, world.user("ada", ("alpha", "member")))
+    ctx = world.ctx
+
+    def hook(n: int) -> None:
+        raise ValueError("hook bug")
+
+    batcher = SubmitBatcher(ctx.sessions, lambda: (ctx.settings, ctx.facility), on_batch=hook)
+    try:
+        first = asyncio.run(batcher.submit(Submission(ada, _body(), None, world.clock())))
+        second = asyncio.run(batcher.submit(Submission(ada, _body(gpus=2), None, world.clock())))
+    finally:
+        batcher.close()
+    assert first[1:] == second[1:] == ("accepted", True) and second[0].gpus == 2
+    assert _counts(world) == (2, 2, 2)

@@ -48,6 +48,12 @@ class BudgetExhausted(ServiceError):
     status = 402
 
 
+class Unavailable(ServiceError):
+    """The service cannot take this now (stopping, overloaded): 503, retry later."""
+
+    status = 503
+
+
 class Invalid(ServiceError):
     """A semantic validation error on one field: 422 with the field path."""
 

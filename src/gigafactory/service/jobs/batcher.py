@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gigafactory.core.facility import Facility
+from gigafactory.service.errors import Unavailable
 from gigafactory.service.jobs import service
 from gigafactory.service.jobs.service import Outcome, Submission
 from gigafactory.service.settings import Settings
@@ -86,7 +87,7 @@ class SubmitBatcher:
             return
         with self._lock:
             if self._closed:
-                raise RuntimeError("the submission writer is closed (the service is stopping)")
+                raise Unavailable("the service is stopping; retry the submission (with its Idempotency-Key)")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="gigafactory-submit", daemon=True)
                 self._thread.start()
@@ -118,9 +119,16 @@ class SubmitBatcher:
                     stop = True
                     break
                 batch.append(nxt)
-            results = self._write([w.item for w in batch])
+            try:
+                results = self._write([w.item for w in batch])
+            except BaseException as exc:  # a bug must not leave requests waiting forever
+                log.exception("submission writer failed on a batch of %d", len(batch))
+                results = [exc] * len(batch)
             if self._on_batch is not None:
-                self._on_batch(len(batch))
+                try:
+                    self._on_batch(len(batch))
+                except Exception:  # metrics must never fail a committed submission
+                    log.exception("submission batch hook failed")
             for w, res in zip(batch, results, strict=True):
                 with contextlib.suppress(RuntimeError):  # that request's event loop is gone
                     w.loop.call_soon_threadsafe(_settle, w.future, res)
