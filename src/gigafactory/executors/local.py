@@ -50,11 +50,8 @@ one executor instance at a time (enforced with a lock file).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
-import re
 import select
 import shlex
 import shutil
@@ -64,14 +61,12 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from signal import Signals
-from typing import IO, Any
+from typing import Any
 
 from gigafactory.executors._supervisor import (
     EXIT_FILE,
-    PROC_FILE,
     proc_stat,
     process_alive,
     read_json,
@@ -84,54 +79,15 @@ from gigafactory.executors.base import (
     ReportState,
     classify_exit,
 )
+from gigafactory.executors.local_records import (
+    JOB_FILE,
+    STOP_FILE,
+    JobRecord,
+    acquire_state_lock,
+    dir_name,
+)
 
 _SUPERVISOR = Path(__file__).with_name("_supervisor.py")
-JOB_FILE = "job.json"
-STOP_FILE = "stop.json"
-LOCK_FILE = "executor.lock"
-
-
-@dataclass
-class _Job:
-    """What this instance knows about one tracked job (mirrors its state files)."""
-
-    job_id: str
-    dir: Path
-    grace_period: float
-    supervisor_pid: int = 0
-    supervisor_start: int | None = None
-    child_pid: int = 0
-    child_start: int | None = None
-    stop: str | None = None  # "cancel" | "preempt": why the executor stopped it
-    deadline: float | None = None  # wall-clock time of the SIGKILL
-    grace_used: float = 0.0
-    killed: bool = False
-    state: ReportState = ReportState.RUNNING
-    exit_code: int | None = None
-    detail: str = ""
-    reported: ReportState | None = None  # the last state poll() delivered
-
-    def save_stop(self) -> None:
-        write_json_atomic(
-            self.dir / STOP_FILE,
-            {"kind": self.stop, "deadline": self.deadline, "grace": self.grace_used,
-             "killed": self.killed},
-        )
-
-    def load_proc(self) -> None:
-        proc = read_json(self.dir / PROC_FILE) or {}
-        self.supervisor_pid = int(proc.get("supervisor_pid") or 0)
-        self.supervisor_start = proc.get("supervisor_start")
-        self.child_pid = int(proc.get("child_pid") or 0)
-        self.child_start = proc.get("child_start")
-
-
-def _dir_name(job_id: str) -> str:
-    """A file-system-safe, collision-free directory name for any job id."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", job_id)[:64]
-    return f"{safe}-{hashlib.sha256(job_id.encode()).hexdigest()[:12]}"
-
-
 class LocalExecutor:
     """Run jobs as supervised process trees on this machine (see the module doc).
 
@@ -166,9 +122,9 @@ class LocalExecutor:
         self._base_env = dict(base_env) if base_env is not None else None
         self._python = python or sys.executable
         self._start_timeout = start_timeout
-        self._lock_fh = self._acquire_state_lock()
+        self._lock_fh = acquire_state_lock(self.state_dir)
         self._cond = threading.Condition(threading.RLock())
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, JobRecord] = {}
         self._to_prune: list[str] = []
         self._closed = False
         self._killer: threading.Thread | None = None
@@ -306,7 +262,7 @@ class LocalExecutor:
 
     # ------------------------------------------------------------------ launching
 
-    def _start(self, req: LaunchRequest) -> _Job:
+    def _start(self, req: LaunchRequest) -> JobRecord:
         jid = req.job_id
         cuda = self.cuda_visible_devices(req.devices)
         workdir = req.workdir.absolute() if req.workdir is not None else None
@@ -319,7 +275,7 @@ class LocalExecutor:
             log_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ExecutorError(f"job {jid}: cannot create {exc.filename}: {exc.strerror}") from None
-        job_dir = self._jobs_dir / _dir_name(jid)
+        job_dir = self._jobs_dir / dir_name(jid)
         shutil.rmtree(job_dir, ignore_errors=True)
         job_dir.mkdir()
         write_json_atomic(job_dir / JOB_FILE, {
@@ -376,7 +332,7 @@ class LocalExecutor:
                 f"job {jid}: the local supervisor did not start within {self._start_timeout} s "
                 f"(see {log_path})"
             )
-        job = _Job(jid, job_dir, req.grace_period)
+        job = JobRecord(jid, job_dir, req.grace_period)
         job.load_proc()
         return job
 
@@ -407,7 +363,7 @@ class LocalExecutor:
             if meta is None or not isinstance(meta.get("job_id"), str):
                 shutil.rmtree(job_dir, ignore_errors=True)  # a launch that never got going
                 continue
-            job = _Job(meta["job_id"], job_dir, float(meta.get("grace_period", 60.0)))
+            job = JobRecord(meta["job_id"], job_dir, float(meta.get("grace_period", 60.0)))
             job.load_proc()
             stop = read_json(job_dir / STOP_FILE)
             if stop is not None:
@@ -419,7 +375,7 @@ class LocalExecutor:
         if any(j.deadline is not None and not j.killed for j in self._jobs.values()):
             self._ensure_killer()
 
-    def _refresh(self, job: _Job) -> None:
+    def _refresh(self, job: JobRecord) -> None:
         """Bring ``job.state`` up to date from ``/proc`` and the state files."""
         if job.state.terminal:
             return
@@ -445,7 +401,7 @@ class LocalExecutor:
             error=error if isinstance(error, str) else None,
         )
 
-    def _signal_group(self, job: _Job, sig: Signals) -> None:
+    def _signal_group(self, job: JobRecord, sig: Signals) -> None:
         """Signal the job's process group, if its leader is still the same process
         (running or a zombie not yet reaped: the group can only be ours then)."""
         stat = proc_stat(job.child_pid) if job.child_pid > 0 else None
@@ -485,11 +441,11 @@ class LocalExecutor:
                 ]
                 self._cond.wait(max(0.0, min(deadlines) - now) if deadlines else None)
 
-    def _forget(self, job: _Job) -> None:
+    def _forget(self, job: JobRecord) -> None:
         shutil.rmtree(job.dir, ignore_errors=True)
         self._jobs.pop(job.job_id, None)
 
-    def _get(self, job_id: str) -> _Job:
+    def _get(self, job_id: str) -> JobRecord:
         job = self._jobs.get(job_id)
         if job is None:
             raise ExecutorError(f"local executor: unknown job {job_id!r}")
@@ -498,21 +454,3 @@ class LocalExecutor:
     def _check_open(self) -> None:
         if self._closed:
             raise ExecutorError("local executor: used after close()")
-
-    def _acquire_state_lock(self) -> IO[str]:
-        fh = open(self.state_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            owner = fh.read().strip() or "unknown"
-            fh.close()
-            raise ExecutorError(
-                f"local executor: state dir {self.state_dir} is in use by another executor "
-                f"(pid {owner})"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        return fh

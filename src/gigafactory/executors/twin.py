@@ -69,7 +69,7 @@ from gigafactory.executors.base import (
     ReportState,
     classify_exit,
 )
-from gigafactory.executors.local import _dir_name
+from gigafactory.executors.local_records import dir_name
 
 DURATION_ENV = "GIGAFACTORY_TWIN_DURATION"
 INTERVAL_ENV = "GIGAFACTORY_TWIN_CHECKPOINT_INTERVAL"
@@ -390,10 +390,10 @@ class TwinExecutor:
                           {"real0": self._real0, "sim0": self._sim0, "speed": self.speed})
 
     def _save(self, job: _Job) -> None:
-        write_json_atomic(self._jobs_dir / f"{_dir_name(job.job_id)}.json", job.to_json())
+        write_json_atomic(self._jobs_dir / f"{dir_name(job.job_id)}.json", job.to_json())
 
     def _forget(self, job: _Job) -> None:
-        (self._jobs_dir / f"{_dir_name(job.job_id)}.json").unlink(missing_ok=True)
+        (self._jobs_dir / f"{dir_name(job.job_id)}.json").unlink(missing_ok=True)
         self._jobs.pop(job.job_id, None)
 
     def _log(self, job: _Job, line: str) -> None:

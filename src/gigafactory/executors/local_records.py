@@ -1,0 +1,80 @@
+"""What the local executor keeps on disk for each job, and the lock on its state
+directory (one executor per directory). See :mod:`gigafactory.executors.local`."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from gigafactory.executors._supervisor import PROC_FILE, read_json, write_json_atomic
+from gigafactory.executors.base import ExecutorError, ReportState
+
+JOB_FILE = "job.json"
+STOP_FILE = "stop.json"
+LOCK_FILE = "executor.lock"
+
+
+@dataclass
+class JobRecord:
+    """What this instance knows about one tracked job (mirrors its state files)."""
+
+    job_id: str
+    dir: Path
+    grace_period: float
+    supervisor_pid: int = 0
+    supervisor_start: int | None = None
+    child_pid: int = 0
+    child_start: int | None = None
+    stop: str | None = None  # "cancel" | "preempt": why the executor stopped it
+    deadline: float | None = None  # wall-clock time of the SIGKILL
+    grace_used: float = 0.0
+    killed: bool = False
+    state: ReportState = ReportState.RUNNING
+    exit_code: int | None = None
+    detail: str = ""
+    reported: ReportState | None = None  # the last state poll() delivered
+
+    def save_stop(self) -> None:
+        write_json_atomic(
+            self.dir / STOP_FILE,
+            {"kind": self.stop, "deadline": self.deadline, "grace": self.grace_used,
+             "killed": self.killed},
+        )
+
+    def load_proc(self) -> None:
+        proc = read_json(self.dir / PROC_FILE) or {}
+        self.supervisor_pid = int(proc.get("supervisor_pid") or 0)
+        self.supervisor_start = proc.get("supervisor_start")
+        self.child_pid = int(proc.get("child_pid") or 0)
+        self.child_start = proc.get("child_start")
+
+
+def dir_name(job_id: str) -> str:
+    """A file-system-safe, collision-free directory name for any job id."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", job_id)[:64]
+    return f"{safe}-{hashlib.sha256(job_id.encode()).hexdigest()[:12]}"
+
+
+def acquire_state_lock(state_dir: Path) -> IO[str]:
+    """Hold the state directory for this process (one executor per directory)."""
+    fh = open(state_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        owner = fh.read().strip() or "unknown"
+        fh.close()
+        raise ExecutorError(
+            f"local executor: state dir {state_dir} is in use by another executor "
+            f"(pid {owner})"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
