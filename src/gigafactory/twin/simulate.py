@@ -30,10 +30,6 @@ import math
 import time
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from gigafactory.core.decisions import PreemptJob, StartJob
 from gigafactory.core.facility import Facility
@@ -42,14 +38,22 @@ from gigafactory.core.shares import TenantSpec
 from gigafactory.twin.config import SimConfig, SimResult, SimulationError, parse_cycle
 from gigafactory.twin.failures import FailureProcess
 from gigafactory.twin.kernel import EventKind, Handler, Kernel
-from gigafactory.twin.prepare import check_jobs, partners_and_classes, resolve_tree
+from gigafactory.twin.prepare import check_jobs, resolve_tree
+from gigafactory.twin.records import (
+    COMPLETED,
+    DONE,
+    FAILED,
+    PENDING,
+    PREEMPTED,
+    RUNNING,
+    STOPPING,
+    UNFINISHED,
+    tables,
+)
 from gigafactory.twin.workload import Workload
 
 __all__ = ["SimConfig", "SimResult", "Simulation", "SimulationError", "parse_cycle", "simulate"]
 
-FUTURE, PENDING, RUNNING, STOPPING, DONE = 0, 1, 2, 3, 4
-COMPLETED, PREEMPTED, FAILED, UNFINISHED = 0, 1, 2, 3
-REASONS = ("completed", "preempted", "node-failure", "unfinished")
 ProgressFn = Callable[[float, int], None]
 
 
@@ -423,63 +427,7 @@ class Simulation:
                 self._close(j, end, UNFINISHED, work, work)
             elif st == PENDING:
                 self.queued[j] += end - self.queued_since[j]
-        w = self.w
-        n = self.n
-        a_job = np.frombuffer(self.a_job, dtype=np.int64) if len(self.a_job) else np.zeros(0, np.int64)
-
-        def col(arr: array[Any], dtype: type = np.float64) -> np.ndarray:
-            return np.frombuffer(arr, dtype=dtype).copy() if len(arr) else np.zeros(0, dtype)
-
-        attempts = pd.DataFrame({
-            "job": a_job.copy(),
-            "gpus": w.gpus[a_job],
-            "queued_since": col(self.a_queued),
-            "start": col(self.a_start),
-            "end": col(self.a_end),
-            "useful_gpu_s": col(self.a_useful),
-            "lost_gpu_s": col(self.a_lost),
-            "overhead_gpu_s": col(self.a_overhead),
-            "reason": pd.Categorical.from_codes(col(self.a_reason, np.int8), categories=list(REASONS)),
-            "watts": np.frombuffer(self.watts, dtype=np.float64)[a_job] if n else np.zeros(0),
-        })
-        part, partners, cls, classes = partners_and_classes(self.tree, w.projects)
-        state = np.frombuffer(bytes(self.state), dtype=np.uint8) if n else np.zeros(0, np.uint8)
-        status = np.array(["not-arrived", "pending", "running", "running", "completed"])[state]
-
-        def per_job(values: np.ndarray) -> np.ndarray:
-            return np.bincount(a_job, weights=values, minlength=n)
-
-        jobs = pd.DataFrame({
-            "job_id": [w.job_id(i) for i in range(n)] if w.ids is None else w.ids,
-            "project": pd.Categorical.from_codes(w.project, categories=w.projects),
-            "partner": pd.Categorical.from_codes(part[w.project], categories=partners) if n else [],
-            "tenant_class": pd.Categorical.from_codes(cls[w.project], categories=classes) if n else [],
-            "kind": pd.Categorical.from_codes(w.kind, categories=w.kinds),
-            "gpus": w.gpus,
-            "submit": w.submit,
-            "duration": w.duration,
-            "first_start": col(self.first_start),
-            "end": col(self.end),
-            "queued_s": col(self.queued),
-            "preemptions": col(self.n_preempt, np.int64),
-            "failures": col(self.n_fail, np.int64),
-            "useful_gpu_s": per_job(attempts["useful_gpu_s"].to_numpy()),
-            "lost_gpu_s": per_job(attempts["lost_gpu_s"].to_numpy()),
-            "overhead_gpu_s": per_job(attempts["overhead_gpu_s"].to_numpy()),
-            "status": status,
-            "pending_since": np.where(state == PENDING, col(self.queued_since), np.nan),
-        })
-        if w.recorded_start is not None:
-            jobs["recorded_start"] = w.recorded_start
-        if w.recorded_end is not None:
-            jobs["recorded_end"] = w.recorded_end
-        outages = pd.DataFrame({"node": col(self.o_node, np.int64), "down": col(self.o_down), "up": col(self.o_up)})
-        counts = {kind.name.lower(): c for kind, c in zip(EventKind, self.kernel.counts, strict=True)}
-        return SimResult(
-            facility=self.facility, tree=self.tree, workload=w, config=self.config, jobs=jobs,
-            attempts=attempts, outages=outages, end_time=end, events=counts, wall_s=wall,
-            stalled=self.stalled, assumptions=self.assumptions(), cycles=self.cycles,
-        )
+        return tables(self, end, wall)
 
     def assumptions(self) -> list[str]:
         cfg = self.config
