@@ -5,6 +5,7 @@ the others."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -92,7 +93,8 @@ def _gated_batcher(world: Api, gate: threading.Event, sizes: list[int]) -> Submi
     ctx = world.ctx
 
     def config() -> Any:
-        gate.wait(10)
+        if threading.current_thread().name == "gigafactory-submit":  # the writer, not the request
+            gate.wait(10)
         return ctx.settings, ctx.facility
 
     return SubmitBatcher(ctx.sessions, config, on_batch=sizes.append)
@@ -234,3 +236,152 @@ def test_a_failing_metrics_hook_never_fails_a_committed_submission(world: Api) -
         batcher.close()
     assert first[1:] == second[1:] == ("accepted", True) and second[0].gpus == 2
     assert _counts(world) == (2, 2, 2)
+
+
+def test_a_submission_after_close_is_refused_at_once_and_reopen_serves_again(world: Api) -> None:
+    ada = _who(world, world.user("ada", ("alpha", "member")))
+    ctx = world.ctx
+    batcher = SubmitBatcher(ctx.sessions, lambda: (ctx.settings, ctx.facility))
+    first = asyncio.run(batcher.submit(Submission(ada, _body(), None, world.clock())))
+    assert first[1] == "accepted"  # the writer thread is running
+    batcher.close()
+
+    async def late() -> Any:
+        return await asyncio.wait_for(batcher.submit(Submission(ada, _body(), None, world.clock())), 5)
+
+    with pytest.raises(Unavailable, match="stopping"):
+        asyncio.run(late())
+    batcher.open()  # an app started again
+    try:
+        again = asyncio.run(late())
+    finally:
+        batcher.close()
+    assert again[1] == "accepted" and _counts(world) == (2, 2, 2)
+
+
+def test_a_writer_failure_answers_its_batch_and_the_writer_keeps_serving(world: Api) -> None:
+    ada = _who(world, world.user("ada", ("alpha", "member")))
+    ctx = world.ctx
+    calls = {"writer": 0}
+
+    def config() -> Any:
+        if threading.current_thread().name == "gigafactory-submit":
+            calls["writer"] += 1
+            if calls["writer"] == 1:
+                raise RuntimeError("settings file unreadable")
+        return ctx.settings, ctx.facility
+
+    batcher = SubmitBatcher(ctx.sessions, config)
+    try:
+        with pytest.raises(RuntimeError, match="settings file unreadable"):
+            asyncio.run(asyncio.wait_for(batcher.submit(Submission(ada, _body(), None, world.clock())), 5))
+        out = asyncio.run(asyncio.wait_for(batcher.submit(Submission(ada, _body(), None, world.clock())), 5))
+    finally:
+        batcher.close()
+    assert out[1] == "accepted"
+
+
+def test_too_many_waiting_submissions_get_503(world: Api) -> None:
+    ada = _who(world, world.user("ada", ("alpha", "member")))
+    ctx = world.ctx
+    gate, sizes = threading.Event(), []
+    settings = ctx.settings.model_copy(update={"submit_queue": 3})
+
+    def config() -> Any:
+        if threading.current_thread().name == "gigafactory-submit":
+            gate.wait(10)
+        return settings, ctx.facility
+
+    batcher = SubmitBatcher(ctx.sessions, config, on_batch=sizes.append)
+
+    async def run() -> list[Any]:
+        now = world.clock()
+        calls = [asyncio.ensure_future(batcher.submit(Submission(ada, _body(), None, now))) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        answers = asyncio.run(run())
+    finally:
+        batcher.close()
+    assert [type(a).__name__ for a in answers] == ["tuple"] * 3 + ["Unavailable"] * 2
+    assert "already waiting" in str(answers[3]) and _counts(world) == (3, 3, 3)
+
+
+@pytest.fixture
+def pg_world(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """The app on PostgreSQL only (for behaviour SQLite cannot show: row locks)."""
+    from fastapi.testclient import TestClient
+
+    from gigafactory.service.app import create_app
+    from gigafactory.service.settings import Settings
+
+    from .conftest import FakeClock, _truncate
+
+    url: str = request.getfixturevalue("pg_database")
+    _truncate(url)
+    clock = FakeClock()
+    app = create_app(Settings(database_url=url, scheduler_enabled=False, state_dir=tmp_path / "state",
+                              facility="dev-32"), clock=clock, run_loop=False)
+    with TestClient(app) as client:
+        api = Api(client, clock, app.state.ctx)
+        api.tree()
+        yield api
+
+
+def _crossed_round(world: Api, engines: list[Any], ada: Any, bob: Any, rnd: int) -> list[str]:
+    """One round: two writers get the same keys in opposite orders, and start together."""
+    from gigafactory.service.db import session_factory
+
+    ctx = world.ctx
+    both = threading.Barrier(2)
+
+    def config() -> Any:
+        if threading.current_thread().name == "gigafactory-submit":
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both.wait(5)  # the two writers start their batches together
+        return ctx.settings, ctx.facility
+
+    writers = [SubmitBatcher(session_factory(e), config) for e in engines]
+    keys = [f"r{rnd}-{j}" for j in range(8)]
+    results: list[list[Any]] = [[], []]
+
+    def process(i: int, order: list[str]) -> None:
+        async def go() -> list[Any]:
+            now = world.clock()
+            subs = [Submission(ada, _body(), k, now) for k in order]
+            subs.append(Submission(bob, _body(gpus=3), None, now))
+            return await asyncio.gather(*(writers[i].submit(s) for s in subs), return_exceptions=True)
+        results[i] = asyncio.run(go())
+
+    threads = [threading.Thread(target=process, args=(0, keys)),
+               threading.Thread(target=process, args=(1, keys[::-1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for w in writers:
+        w.close()
+    return [type(x).__name__ if isinstance(x, BaseException) else x[1] for r in results for x in r]
+
+
+def test_two_processes_writing_the_same_retried_keys_never_deadlock(pg_world: Api) -> None:
+    """Two writers (as two server processes) get the same user's retried keys in
+    opposite orders, plus another user's unrelated job each: every submission ends
+    accepted or replayed, never with a database error."""
+    from gigafactory.service.db import make_engine
+
+    world = pg_world
+    ada = _who(world, world.user("ada", ("alpha", "member")))
+    bob = _who(world, world.user("bob", ("alpha", "member")))
+    engines = [make_engine(world.ctx.settings.database_url) for _ in range(2)]
+    outcomes: list[str] = []
+    try:
+        for rnd in range(12):
+            outcomes += _crossed_round(world, engines, ada, bob, rnd)
+    finally:
+        for e in engines:
+            e.dispose()
+    assert set(outcomes) <= {"accepted", "replayed"}, outcomes
+    assert outcomes.count("accepted") == 12 * (8 + 2)  # each key once, and both of bob's jobs

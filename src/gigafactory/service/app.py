@@ -72,6 +72,7 @@ def create_app(
         # Endpoints are sync (SQLAlchemy): a few threads per process are enough, and
         # fewer threads contend less for the GIL under load.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        ctx.submitter.open()
         worker = None
         if want_loop:
             from gigafactory.service.scheduler.runner import start_background

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("gigafactory.service")
@@ -141,4 +142,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(OperationalError, _operational_error)
+    app.add_exception_handler(InterfaceError, _operational_error)
+    app.add_exception_handler(PoolTimeout, _operational_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         description="most submissions one process writes in one transaction (group commit); "
         "1 writes each on its own",
     )
+    submit_queue: int = Field(
+        default=4096, ge=1, le=1_000_000,
+        description="most submissions one process holds waiting to be written; beyond "
+        "it a submission gets 503 (retry with its Idempotency-Key)",
+    )
     page_size: int = Field(default=50, ge=1, le=1000, description="default list page size")
     max_page_size: int = Field(default=500, ge=1, le=10000)
     demo: bool = Field(default=False, description="seed demo tenants and keep demo jobs flowing")

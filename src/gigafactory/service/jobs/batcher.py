@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from gigafactory.core.facility import Facility
@@ -72,81 +72,105 @@ class SubmitBatcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._waiting = 0  # submissions queued or being written
+
+    def open(self) -> None:
+        """Accept submissions again after :meth:`close` (an app started anew)."""
+        with self._lock:
+            self._closed = False
 
     async def submit(self, item: Submission) -> Outcome:
         """Queue ``item`` and wait until its batch has committed. Raises the
-        :class:`ServiceError` that refused it, or the database error of its batch."""
+        :class:`ServiceError` that refused it, :class:`Unavailable` when the service is
+        stopping or too many submissions wait, or the database error of its write."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Outcome] = loop.create_future()
-        self._ensure_thread()
-        self._queue.put(_Waiting(item, loop, fut))
+        with self._lock:  # checked and queued together: close() cannot slip in between
+            if self._closed:
+                raise Unavailable("the service is stopping; retry the submission (with its "
+                                  "Idempotency-Key)")
+            if self._waiting >= self._config()[0].submit_queue:
+                raise Unavailable(f"{self._waiting} submissions are already waiting to be "
+                                  "written; retry shortly (with the same Idempotency-Key)")
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="gigafactory-submit",
+                                                daemon=True)
+                self._thread.start()
+            self._waiting += 1
+            self._queue.put(_Waiting(item, loop, fut))
         return await fut
 
-    def _ensure_thread(self) -> None:
-        if self._thread is not None:
-            return
-        with self._lock:
-            if self._closed:
-                raise Unavailable("the service is stopping; retry the submission (with its Idempotency-Key)")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="gigafactory-submit", daemon=True)
-                self._thread.start()
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Finish what is queued, then stop the writer thread."""
+    def close(self, timeout: float = 70.0) -> None:
+        """Write what is queued, then stop the writer thread (waiting at most
+        ``timeout`` s: longer than a connection-pool wait)."""
         with self._lock:
             self._closed = True
             thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
         if thread is not None:
-            self._queue.put(None)
             thread.join(timeout)
 
     # ------------------------------------------------------------- writer thread
     def _run(self) -> None:
-        stop = False
-        while not stop:
+        while True:
             first = self._queue.get()
             if first is None:
                 break
             batch = [first]
-            most = self._config()[0].submit_batch
-            while len(batch) < most:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
+            stop = False
             try:
+                most = self._config()[0].submit_batch
+                while len(batch) < most:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
                 results = self._write([w.item for w in batch])
             except BaseException as exc:  # a bug must not leave requests waiting forever
                 log.exception("submission writer failed on a batch of %d", len(batch))
                 results = [exc] * len(batch)
-            if self._on_batch is not None:
-                try:
-                    self._on_batch(len(batch))
-                except Exception:  # metrics must never fail a committed submission
-                    log.exception("submission batch hook failed")
-            for w, res in zip(batch, results, strict=True):
-                with contextlib.suppress(RuntimeError):  # that request's event loop is gone
-                    w.loop.call_soon_threadsafe(_settle, w.future, res)
+            self._answer(batch, results)
+            if stop:
+                break
+        # Stopped: anything queued after the sentinel gets a clear answer.
+        left: list[_Waiting] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                w = self._queue.get_nowait()
+                if w is not None:
+                    left.append(w)
+        self._answer(left, [Unavailable("the service is stopping; retry the submission")] * len(left))
+
+    def _answer(self, batch: list[_Waiting], results: list[Result]) -> None:
+        with self._lock:
+            self._waiting -= len(batch)
+        if self._on_batch is not None and batch:
+            try:
+                self._on_batch(len(batch))
+            except Exception:  # metrics must never fail a committed submission
+                log.exception("submission batch hook failed")
+        for w, res in zip(batch, results, strict=False):
+            with contextlib.suppress(RuntimeError):  # that request's event loop is gone
+                w.loop.call_soon_threadsafe(_settle, w.future, res)
 
     def _write(self, items: list[Submission]) -> list[Result]:
         settings, facility = self._config()
         try:
             with self._sessions() as db:
-                try:
-                    return list(service.submit_many(db, items, settings, facility))
-                except IntegrityError:
-                    db.rollback()
-            # An Idempotency-Key was used twice (a retry racing its original, or two
-            # retries in one batch): one by one, each replay answers with the job.
+                return list(service.submit_many(db, items, settings, facility))
+        except (IntegrityError, OperationalError) as exc:
+            if len(items) == 1 and not isinstance(exc, IntegrityError):
+                return [exc]
+            # An Idempotency-Key used twice (a retry racing its original, or two in one
+            # batch), a deadlock with another process, or a transient database error:
+            # one by one, so it fails only the submissions it concerns.
+            log.info("submission batch of %d retried one by one: %s", len(items), exc)
             return [self._one(item, settings, facility) for item in items]
-        except Exception as exc:  # a database error fails the whole batch, nothing committed
-            log.warning("submission batch of %d failed: %s", len(items), exc)
-            return [exc] * len(items)
 
     def _one(self, item: Submission, settings: Settings, facility: Facility) -> Result:
         try:

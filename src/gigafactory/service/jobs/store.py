@@ -75,7 +75,12 @@ def insert_jobs(db: Session, rows: list[tuple[dict[str, Any], str, dict[str, Any
         if len(params) == 1:
             return [db.execute(_PG_ONE, params[0]).scalar_one()]
         ids = sorted(db.execute(_NEXT_IDS, {"n": len(params)}).scalars().all())
-        db.execute(_PG_MANY, [{**p, "id": jid} for p, jid in zip(params, ids, strict=True)])
+        rows_with_ids = [{**p, "id": jid} for p, jid in zip(params, ids, strict=True)]
+        # Ids follow arrival; rows are inserted in (user, Idempotency-Key) order, the
+        # order of the unique index, so two processes writing overlapping retried keys
+        # wait for each other instead of deadlocking.
+        rows_with_ids.sort(key=lambda r: (r["user_id"], r["idempotency_key"] or ""))
+        db.execute(_PG_MANY, rows_with_ids)
         return ids
     ids = list(db.execute(_INSERT_RETURNING, [v for v, _, _ in rows]).scalars().all())
     db.execute(_INSERT_EVENTS, [
