@@ -3,7 +3,7 @@
     python bench/api.py --db postgresql --clients 4
     python bench/api.py --db sqlite --clients 1 --list-rows 1000000
 
-Starts uvicorn subprocesses (``--workers`` of them, sharing one listening socket) on
+Starts uvicorn subprocesses (``--workers`` of them, one SO_REUSEPORT socket each on one port) on
 127.0.0.1 over a fresh database (a temporary SQLite
 file, or a uniquely named PostgreSQL database on 127.0.0.1:5432 that is dropped after),
 seeds a share tree and a user, then:
@@ -112,27 +112,38 @@ def seed(url: str) -> tuple[str, int, int]:
     return token, ids["alpha"], uid
 
 
-def listen_socket() -> socket.socket:
-    """The listening socket the uvicorn processes share (like gunicorn or systemd socket
-    activation). TCP_NODELAY is set here: accepted sockets inherit it, and without it
-    each response waits ~40 ms for a delayed ACK (Nagle) when uvicorn gets a socket."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+def listen_sockets(n: int) -> list[socket.socket]:
+    """One listening socket per server process, all on one port with SO_REUSEPORT, so
+    the kernel spreads new connections over the processes (as nginx's ``reuseport``;
+    with one shared socket, whichever process is in accept() first takes most of the
+    connections and the others idle). TCP_NODELAY is set here: accepted sockets inherit
+    it, and without it each response waits ~40 ms for a delayed ACK (Nagle)."""
+    socks: list[socket.socket] = []
+    port = 0
+    for _ in range(n):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(("127.0.0.1", port))
+        port = sock.getsockname()[1]
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        socks.append(sock)
+    return socks
 
 
-def start_servers(url: str, sock: socket.socket, workers: int) -> list[subprocess.Popen[bytes]]:
-    """``workers`` single-process uvicorns on one shared socket, scheduler loop off."""
+def start_servers(url: str, socks: list[socket.socket]) -> list[subprocess.Popen[bytes]]:
+    """One single-process uvicorn per socket, scheduler loop off."""
     env = {**os.environ, "GIGAFACTORY_DATABASE_URL": url, "GIGAFACTORY_SCHEDULER_ENABLED": "false",
            "GIGAFACTORY_STATE_DIR": tempfile.mkdtemp(prefix="gf-bench-state-")}
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "gigafactory.service.app:create_app",
-           "--fd", str(sock.fileno()), "--log-level", "warning", "--no-access-log"]
-    procs = [subprocess.Popen(cmd, env=env, pass_fds=[sock.fileno()]) for _ in range(workers)]
-    port = sock.getsockname()[1]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "gigafactory.service.app:create_app",
+                          "--fd", str(sock.fileno()), "--log-level", "warning", "--no-access-log"],
+                         env=env, pass_fds=[sock.fileno()])
+        for sock in socks
+    ]
+    port = socks[0].getsockname()[1]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -322,14 +333,15 @@ def main() -> None:
 
     db = Database(args.db, args.pg_admin)
     procs: list[subprocess.Popen[bytes]] = []
-    sock = listen_socket()
+    socks = listen_sockets(workers)
     try:
         token, project_id, user_id = seed(db.url)
-        procs = start_servers(db.url, sock, workers)
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        procs = start_servers(db.url, socks)
+        port = socks[0].getsockname()[1]
+        base = f"http://127.0.0.1:{port}"
         console.print(f"[bold]{args.db}[/]: {args.clients} client(s), {total} submissions, "
                       f"{workers} uvicorn worker(s)")
-        sub = asyncio.run(submit_phase(sock.getsockname()[1], token, args.clients, total,
+        sub = asyncio.run(submit_phase(port, token, args.clients, total,
                                        args.warmup))
         listing = list_phase(base, token, db.url, project_id, user_id, list_rows) if list_rows else []
     finally:
@@ -337,7 +349,8 @@ def main() -> None:
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
-        sock.close()
+        for sock in socks:
+            sock.close()
         db.drop()
 
     result = {

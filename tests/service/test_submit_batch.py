@@ -385,3 +385,13 @@ def test_two_processes_writing_the_same_retried_keys_never_deadlock(pg_world: Ap
             e.dispose()
     assert set(outcomes) <= {"accepted", "replayed"}, outcomes
     assert outcomes.count("accepted") == 12 * (8 + 2)  # each key once, and both of bob's jobs
+
+
+def test_project_lookups_are_reused_but_a_budget_change_is_seen_at_once(world: Api) -> None:
+    tok = world.user("ada", ("alpha", "member"))
+    assert world.submit(tok, "alpha").status_code == 201  # alpha is now a known project
+    assert "alpha" in world.ctx.submitter._projects
+    r = world.client.put("/v1/projects/alpha/budget", headers=world.h(world.admin), json={"gpu_hours": 0})
+    assert r.status_code == 200
+    refused = world.submit(tok, "alpha")
+    assert refused.status_code == 402 and "exhausted" in refused.json()["detail"]

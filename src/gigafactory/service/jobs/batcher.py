@@ -22,6 +22,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Session
 from gigafactory.core.facility import Facility
 from gigafactory.service.errors import Unavailable
 from gigafactory.service.jobs import service
-from gigafactory.service.jobs.service import Outcome, Submission
+from gigafactory.service.jobs.service import Outcome, ProjectRef, Submission
 from gigafactory.service.settings import Settings
 
 log = logging.getLogger("gigafactory.service")
@@ -73,6 +74,14 @@ class SubmitBatcher:
         self._lock = threading.Lock()
         self._closed = False
         self._waiting = 0  # submissions queued or being written
+        # project lookups (id, ancestry, has a budget) of recent batches, with their
+        # expiry; kept like tokens (settings.auth_cache_ttl) and dropped at once when a
+        # tenant changes through this process
+        self._projects: dict[str, tuple[float, ProjectRef]] = {}
+
+    def forget_projects(self) -> None:
+        """A tenant changed (budget, parent, deletion): look projects up afresh."""
+        self._projects = {}
 
     def open(self) -> None:
         """Accept submissions again after :meth:`close` (an app started anew)."""
@@ -160,9 +169,19 @@ class SubmitBatcher:
 
     def _write(self, items: list[Submission]) -> list[Result]:
         settings, facility = self._config()
+        ttl = settings.auth_cache_ttl
+        known = self._projects
+        clock = time.monotonic()
+        projects: dict[str, ProjectRef | None] = {n: ref for n, (until, ref) in known.items() if until > clock}
         try:
             with self._sessions() as db:
-                return list(service.submit_many(db, items, settings, facility))
+                results: list[Result] = list(service.submit_many(db, items, settings, facility, projects))
+            if ttl > 0:
+                fresh = {n: (clock + ttl, ref) for n, ref in projects.items()
+                         if ref is not None and n not in known}
+                if fresh and known is self._projects:  # not forgotten meanwhile
+                    self._projects = {**(known if len(known) < 10_000 else {}), **fresh}
+            return results
         except (IntegrityError, OperationalError) as exc:
             if len(items) == 1 and not isinstance(exc, IntegrityError):
                 return [exc]

@@ -173,7 +173,11 @@ def submit(
 
 
 def submit_many(
-    db: Session, items: Sequence[Submission], settings: Settings, facility: Facility
+    db: Session,
+    items: Sequence[Submission],
+    settings: Settings,
+    facility: Facility,
+    projects: dict[str, ProjectRef | None] | None = None,
 ) -> list[Outcome | ServiceError]:
     """Create the jobs of several submissions in one transaction (group commit); each
     gets its outcome or the error that refused it, in order. Idempotency is optimistic:
@@ -181,7 +185,8 @@ def submit_many(
     submission costs no extra lookup; an ``IntegrityError`` (a key used twice) rolls
     the whole batch back and the caller retries the submissions one by one."""
     results: list[Outcome | ServiceError | None] = [None] * len(items)
-    projects: dict[str, ProjectRef | None] = {}
+    if projects is None:
+        projects = {}  # lookups by name, filled as the batch needs them (callers may pre-fill)
     budgets: dict[tuple[int, datetime], BudgetOut] = {}
     rows: list[tuple[int, dict[str, Any]]] = []
     for i, it in enumerate(items):

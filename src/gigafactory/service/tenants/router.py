@@ -68,12 +68,14 @@ def _add_routes(plural: str, kind: str) -> None:
         name: TenantName, body: TenantUpdate, db: Db, who: Caller, ctx: Ctx, now: Now
     ) -> TenantOut:
         t = service.update_tenant(db, who, kind, name, body, ctx.facility.total_gpus, now)
+        ctx.submitter.forget_projects()
         return service.tenant_out(db, t, now, budget=True)
 
     @router.delete(f"/{plural}/{{name}}", status_code=204, tags=[tag], name=f"delete_{kind}",
                    responses={**NOT_FOUND, **CONFLICT}, response_class=Response)
-    def delete(name: TenantName, db: Db, who: Caller, now: Now) -> Response:
+    def delete(name: TenantName, db: Db, who: Caller, ctx: Ctx, now: Now) -> Response:
         service.delete_tenant(db, who, kind, name, now)
+        ctx.submitter.forget_projects()
         return Response(status_code=204)
 
 
@@ -88,7 +90,8 @@ def read_budget(name: TenantName, db: Db, who: Caller, now: Now) -> BudgetOut:
 
 
 @router.put("/projects/{name}/budget", tags=["projects"], responses=NOT_FOUND)
-def set_budget(name: TenantName, body: BudgetSet, db: Db, who: Caller, now: Now) -> BudgetOut:
+def set_budget(name: TenantName, body: BudgetSet, db: Db, who: Caller, ctx: Ctx, now: Now) -> BudgetOut:
     """Grant a budget in GPU-hours (admins and partner managers)."""
     project = service.set_budget(db, who, name, body, now)
+    ctx.submitter.forget_projects()
     return service.budget_status(db, project, now)
