@@ -60,8 +60,9 @@ class Settings(BaseSettings):
     )
     auth_cache_ttl: float = Field(
         default=5.0, ge=0, le=300,
-        description="s a resolved token is cached per process; revocations through another "
-        "replica take effect within this time (0: no cache)",
+        description="s a resolved token, and a project looked up for submissions, are cached "
+        "per process; revocations, budgets and tenant changes made through another replica "
+        "take effect within this time (0: no cache)",
     )
     token_ttl_days: int = Field(default=90, ge=1, le=3650, description="default API token life")
     default_grace: float = Field(default=60.0, gt=0, le=3600, description="SIGTERM grace, s")
