@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         description="most submissions one process writes in one transaction (group commit); "
         "1 writes each on its own",
     )
+    submit_linger: float = Field(
+        default=0.001, ge=0, le=0.1,
+        description="s the submission writer waits for more submissions before writing a "
+        "batch, only while batches hold more than one (0: never wait)",
+    )
     submit_queue: int = Field(
         default=4096, ge=1, le=1_000_000,
         description="most submissions one process holds waiting to be written; beyond "

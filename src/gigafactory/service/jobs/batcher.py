@@ -121,7 +121,20 @@ class SubmitBatcher:
             thread.join(timeout)
 
     # ------------------------------------------------------------- writer thread
+    def _fill(self, batch: list[_Waiting], most: int) -> bool:
+        """Add what is queued, up to ``most``; True when the stop sentinel came."""
+        while len(batch) < most:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            batch.append(nxt)
+        return False
+
     def _run(self) -> None:
+        busy = False  # the last batch held more than one submission
         while True:
             first = self._queue.get()
             if first is None:
@@ -129,16 +142,14 @@ class SubmitBatcher:
             batch = [first]
             stop = False
             try:
-                most = self._config()[0].submit_batch
-                while len(batch) < most:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is None:
-                        stop = True
-                        break
-                    batch.append(nxt)
+                settings = self._config()[0]
+                stop = self._fill(batch, settings.submit_batch)
+                if not stop and busy and len(batch) < settings.submit_batch and settings.submit_linger > 0:
+                    # Under load, wait a moment for the answers just sent to come back as
+                    # new submissions (like PostgreSQL's commit_delay): fewer, fuller batches.
+                    time.sleep(settings.submit_linger)
+                    stop = self._fill(batch, settings.submit_batch)
+                busy = len(batch) > 1
                 results = self._write([w.item for w in batch])
             except BaseException as exc:  # a bug must not leave requests waiting forever
                 log.exception("submission writer failed on a batch of %d", len(batch))
