@@ -395,3 +395,34 @@ def test_project_lookups_are_reused_but_a_budget_change_is_seen_at_once(world: A
     assert r.status_code == 200
     refused = world.submit(tok, "alpha")
     assert refused.status_code == 402 and "exhausted" in refused.json()["detail"]
+
+
+def test_under_load_the_writer_lingers_for_more_submissions(world: Api) -> None:
+    ada = _who(world, world.user("ada", ("alpha", "member")))
+    ctx = world.ctx
+    gate, sizes = threading.Event(), []
+    settings = ctx.settings.model_copy(update={"submit_linger": 0.3})
+
+    def config() -> Any:
+        if threading.current_thread().name == "gigafactory-submit":
+            gate.wait(10)
+        return settings, ctx.facility
+
+    batcher = SubmitBatcher(ctx.sessions, config, on_batch=sizes.append)
+
+    async def run() -> None:
+        now = world.clock()
+        first = [asyncio.ensure_future(batcher.submit(Submission(ada, _body(), None, now))) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(*first)  # a batch of two: the writer is now "busy"
+        a = asyncio.ensure_future(batcher.submit(Submission(ada, _body(), None, now)))
+        await asyncio.sleep(0.1)  # within the linger: joins the same batch
+        b = asyncio.ensure_future(batcher.submit(Submission(ada, _body(), None, now)))
+        await asyncio.gather(a, b)
+
+    try:
+        asyncio.run(run())
+    finally:
+        batcher.close()
+    assert sizes == [2, 2] and _counts(world) == (4, 4, 4)
