@@ -87,17 +87,32 @@ def test_the_submit_answer_is_the_stored_job(world: Api) -> None:
     assert JobOut.model_validate(r.json()).state == "pending"
 
 
-def _gated_batcher(world: Api, gate: threading.Event, sizes: list[int]) -> SubmitBatcher:
+def _gated_batcher(world: Api, gate: threading.Event, sizes: list[int], **settings: Any) -> SubmitBatcher:
     """A writer whose first batch waits for ``gate`` (so everything queued before it
-    is set lands in that batch)."""
+    is set lands in that batch), with ``settings`` changed."""
     ctx = world.ctx
+    changed = ctx.settings.model_copy(update=settings)
 
     def config() -> Any:
         if threading.current_thread().name == "gigafactory-submit":  # the writer, not the request
             gate.wait(10)
-        return ctx.settings, ctx.facility
+        return changed, ctx.facility
 
     return SubmitBatcher(ctx.sessions, config, on_batch=sizes.append)
+
+
+def _queued_then_written(batcher: SubmitBatcher, gate: threading.Event, subs: list[Submission]) -> list[Any]:
+    """Queue every submission, then open the gate; each answer (or error), in order."""
+    async def run() -> list[Any]:
+        calls = [asyncio.ensure_future(batcher.submit(s)) for s in subs]
+        await asyncio.sleep(0.05)  # every request is queued
+        gate.set()
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        return asyncio.run(run())
+    finally:
+        batcher.close()
 
 
 def test_concurrent_submissions_share_one_transaction(world: Api) -> None:
@@ -105,18 +120,9 @@ def test_concurrent_submissions_share_one_transaction(world: Api) -> None:
     gate, sizes = threading.Event(), []
     batcher = _gated_batcher(world, gate, sizes)
 
-    async def run() -> list[Any]:
-        now = world.clock()
-        calls = [asyncio.ensure_future(batcher.submit(Submission(ada, _body(gpus=1 + i % 4), f"c{i}", now)))
-                 for i in range(20)]
-        await asyncio.sleep(0.05)  # every request is queued
-        gate.set()
-        return await asyncio.gather(*calls)
-
-    try:
-        answers = asyncio.run(run())
-    finally:
-        batcher.close()
+    now = world.clock()
+    answers = _queued_then_written(batcher, gate, [Submission(ada, _body(gpus=1 + i % 4), f"c{i}", now)
+                                                   for i in range(20)])
     assert sizes == [20]
     assert [a[0].gpus for a in answers] == [1 + i % 4 for i in range(20)]
     ids = [a[0].id for a in answers]
@@ -129,19 +135,10 @@ def test_a_key_used_twice_in_one_batch_gives_one_job_and_a_replay(world: Api) ->
     gate, sizes = threading.Event(), []
     batcher = _gated_batcher(world, gate, sizes)
 
-    async def run() -> list[Any]:
-        now = world.clock()
-        subs = [Submission(ada, _body(gpus=2), "dup", now), Submission(ada, _body(gpus=3), None, now),
-                Submission(ada, _body(gpus=2), "dup", now), Submission(ada, _body(gpus=4), "dup", now)]
-        calls = [asyncio.ensure_future(batcher.submit(s)) for s in subs]
-        await asyncio.sleep(0.05)
-        gate.set()
-        return await asyncio.gather(*calls, return_exceptions=True)
-
-    try:
-        first, other, replay, conflict = asyncio.run(run())
-    finally:
-        batcher.close()
+    now = world.clock()
+    first, other, replay, conflict = _queued_then_written(batcher, gate, [
+        Submission(ada, _body(gpus=2), "dup", now), Submission(ada, _body(gpus=3), None, now),
+        Submission(ada, _body(gpus=2), "dup", now), Submission(ada, _body(gpus=4), "dup", now)])
     assert sizes == [4]  # one batch, rolled back on the key and retried one by one
     assert first[1:] == ("accepted", True) and other[1:] == ("accepted", True)
     assert replay[1:] == ("replayed", False) and replay[0].id == first[0].id
@@ -283,28 +280,11 @@ def test_a_writer_failure_answers_its_batch_and_the_writer_keeps_serving(world: 
 
 def test_too_many_waiting_submissions_get_503(world: Api) -> None:
     ada = _who(world, world.user("ada", ("alpha", "member")))
-    ctx = world.ctx
     gate, sizes = threading.Event(), []
-    settings = ctx.settings.model_copy(update={"submit_queue": 3})
+    batcher = _gated_batcher(world, gate, sizes, submit_queue=3)
 
-    def config() -> Any:
-        if threading.current_thread().name == "gigafactory-submit":
-            gate.wait(10)
-        return settings, ctx.facility
-
-    batcher = SubmitBatcher(ctx.sessions, config, on_batch=sizes.append)
-
-    async def run() -> list[Any]:
-        now = world.clock()
-        calls = [asyncio.ensure_future(batcher.submit(Submission(ada, _body(), None, now))) for _ in range(5)]
-        await asyncio.sleep(0.05)
-        gate.set()
-        return await asyncio.gather(*calls, return_exceptions=True)
-
-    try:
-        answers = asyncio.run(run())
-    finally:
-        batcher.close()
+    now = world.clock()
+    answers = _queued_then_written(batcher, gate, [Submission(ada, _body(), None, now) for _ in range(5)])
     assert [type(a).__name__ for a in answers] == ["tuple"] * 3 + ["Unavailable"] * 2
     assert "already waiting" in str(answers[3]) and _counts(world) == (3, 3, 3)
 
@@ -399,16 +379,8 @@ def test_project_lookups_are_reused_but_a_budget_change_is_seen_at_once(world: A
 
 def test_under_load_the_writer_lingers_for_more_submissions(world: Api) -> None:
     ada = _who(world, world.user("ada", ("alpha", "member")))
-    ctx = world.ctx
     gate, sizes = threading.Event(), []
-    settings = ctx.settings.model_copy(update={"submit_linger": 0.3})
-
-    def config() -> Any:
-        if threading.current_thread().name == "gigafactory-submit":
-            gate.wait(10)
-        return settings, ctx.facility
-
-    batcher = SubmitBatcher(ctx.sessions, config, on_batch=sizes.append)
+    batcher = _gated_batcher(world, gate, sizes, submit_linger=0.3)
 
     async def run() -> None:
         now = world.clock()
