@@ -100,3 +100,15 @@ def test_every_mutating_endpoint_is_audited(api: Api) -> None:
 def _matches(template: str, path: str) -> bool:
     a, b = template.strip("/").split("/"), path.strip("/").split("/")
     return len(a) == len(b) and all(x == y or x.startswith("{") for x, y in zip(a, b, strict=True))
+
+
+def test_every_setting_is_documented_with_its_default() -> None:
+    from pathlib import Path
+
+    from gigafactory.service.settings import Settings
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "control-plane.md").read_text()
+    for name, field in Settings.model_fields.items():
+        default = field.default if isinstance(field.default, str) else str(field.default)
+        row = f"| `{name}` | `{default}` | {field.description} |"
+        assert row in doc, f"docs/control-plane.md lacks or misstates setting {name}: {row}"

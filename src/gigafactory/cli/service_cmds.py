@@ -98,7 +98,10 @@ def serve(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
 ) -> None:
     """Run the control plane: migrate the database (./gigafactory.db by default, or
-    GIGAFACTORY_DATABASE_URL), start the scheduler loop and serve the API."""
+    GIGAFACTORY_DATABASE_URL), start the scheduler loop and serve the API.
+
+    Settings come from GIGAFACTORY_* environment variables or ./gigafactory.toml;
+    docs/control-plane.md lists every one."""
     import uvicorn
 
     from gigafactory.service.serve import prepare

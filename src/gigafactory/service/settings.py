@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         "it a submission gets 503 (retry with its Idempotency-Key)",
     )
     page_size: int = Field(default=50, ge=1, le=1000, description="default list page size")
-    max_page_size: int = Field(default=500, ge=1, le=10000)
+    max_page_size: int = Field(default=500, ge=1, le=10000, description="largest page a client may ask for")
     demo: bool = Field(default=False, description="seed demo tenants and keep demo jobs flowing")
 
     @field_validator("database_url")
