@@ -39,6 +39,8 @@ FloatArray = backfill.FloatArray
 
 
 def run_cycle(s: Scheduler, now: float) -> Decisions:
+    if idle(s):
+        return Decisions(now=now, stats=_stats(s, 0, 0, 0))
     ctx = snapshot(s, now)
     entitle(ctx)
     queue = order(ctx)
@@ -116,6 +118,20 @@ class CycleContext:
 
 
 # ---------------------------------------------------------------- phases
+def idle(s: Scheduler) -> bool:
+    """Provably nothing can start or be preempted, so a cycle that need not explain
+    itself (``explain`` off, as in the twin) has nothing to do: every queued shape is
+    larger than the free GPUs of its type (placement and backfill both need that),
+    and nothing can be reclaimed (no guarantees, no urgent job, nothing reclaiming).
+    Such a cycle returns no reservations; everything else is what the full cycle gives."""
+    if s.config.explain or s.reclaiming:
+        return False
+    q, st = s.queue, s.state
+    if s.policy.reclaim and (s.tree.guaranteed or int(PriorityClass.URGENT) in q.classes()):
+        return False
+    return all(m > (st.free_total if a < 0 else int(st.accel_free[a])) for (a, _), m in q.smallest().items())
+
+
 def snapshot(s: Scheduler, now: float) -> CycleContext:
     """Fix the inputs of this cycle: time, policy, and GPUs already being reclaimed."""
     ctx = CycleContext(s, now, s.policy, reclaim_left=s.config.reclaim_attempts)
@@ -316,15 +332,13 @@ def decide(ctx: CycleContext) -> Decisions:
         ),
         pending=tuple(ctx.status.values()),
         entitlements=_rounded(s, ctx.ent.tolist()),
-        stats=CycleStats(
-            pending=len(s.pending),
-            running=len(s.running),
-            started=len(ctx.starts),
-            preempted=len(ctx.preemptions),
-            reserved=len(ctx.reservations),
-            free_gpus=s.state.free_total,
-        ),
+        stats=_stats(s, len(ctx.starts), len(ctx.preemptions), len(ctx.reservations)),
     )
+
+
+def _stats(s: Scheduler, started: int, preempted: int, reserved: int) -> CycleStats:
+    return CycleStats(pending=len(s.pending), running=len(s.running), started=started,
+                      preempted=preempted, reserved=reserved, free_gpus=s.state.free_total)
 
 
 def _rounded(s: Scheduler, ent: list[float]) -> dict[str, float]:
