@@ -79,16 +79,11 @@ from gigafactory.executors.base import (
     ReportState,
     classify_exit,
 )
-from gigafactory.executors.local_records import (
-    JOB_FILE,
-    STOP_FILE,
-    JobRecord,
-    acquire_state_lock,
-    dir_name,
-)
+from gigafactory.executors.local_records import JOB_FILE, STOP_FILE, JobRecord
+from gigafactory.executors.statedir import StateDirExecutor, acquire_state_lock, dir_name
 
 _SUPERVISOR = Path(__file__).with_name("_supervisor.py")
-class LocalExecutor:
+class LocalExecutor(StateDirExecutor):
     """Run jobs as supervised process trees on this machine (see the module doc).
 
     ``state_dir`` holds the per-job state files (created if missing).
@@ -100,6 +95,8 @@ class LocalExecutor:
     """
 
     name = "local"
+
+    WHO = "local executor"
 
     def __init__(
         self,
@@ -122,7 +119,7 @@ class LocalExecutor:
         self._base_env = dict(base_env) if base_env is not None else None
         self._python = python or sys.executable
         self._start_timeout = start_timeout
-        self._lock_fh = acquire_state_lock(self.state_dir)
+        self._lock_fh = acquire_state_lock(self.state_dir, self.WHO)
         self._cond = threading.Condition(threading.RLock())
         self._jobs: dict[str, JobRecord] = {}
         self._to_prune: list[str] = []
@@ -248,17 +245,6 @@ class LocalExecutor:
         if killer is not None:
             killer.join(timeout=5)
         self._lock_fh.close()
-
-    @property
-    def closed(self) -> bool:
-        """True after :meth:`close`."""
-        return self._closed
-
-    def __enter__(self) -> LocalExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ launching
 
@@ -451,6 +437,3 @@ class LocalExecutor:
             raise ExecutorError(f"local executor: unknown job {job_id!r}")
         return job
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ExecutorError("local executor: used after close()")

@@ -1,22 +1,16 @@
-"""What the local executor keeps on disk for each job, and the lock on its state
-directory (one executor per directory). See :mod:`gigafactory.executors.local`."""
+"""What the local executor keeps on disk for each job. See
+:mod:`gigafactory.executors.local`."""
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from gigafactory.executors._supervisor import PROC_FILE, read_json, write_json_atomic
-from gigafactory.executors.base import ExecutorError, ReportState
+from gigafactory.executors.base import ReportState
 
 JOB_FILE = "job.json"
 STOP_FILE = "stop.json"
-LOCK_FILE = "executor.lock"
 
 
 @dataclass
@@ -52,29 +46,3 @@ class JobRecord:
         self.supervisor_start = proc.get("supervisor_start")
         self.child_pid = int(proc.get("child_pid") or 0)
         self.child_start = proc.get("child_start")
-
-
-def dir_name(job_id: str) -> str:
-    """A file-system-safe, collision-free directory name for any job id."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", job_id)[:64]
-    return f"{safe}-{hashlib.sha256(job_id.encode()).hexdigest()[:12]}"
-
-
-def acquire_state_lock(state_dir: Path) -> IO[str]:
-    """Hold the state directory for this process (one executor per directory)."""
-    fh = open(state_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.seek(0)
-        owner = fh.read().strip() or "unknown"
-        fh.close()
-        raise ExecutorError(
-            f"local executor: state dir {state_dir} is in use by another executor "
-            f"(pid {owner})"
-        ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    return fh

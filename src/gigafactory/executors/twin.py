@@ -45,7 +45,6 @@ instance per state directory (a lock file).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -56,7 +55,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -69,13 +68,12 @@ from gigafactory.executors.base import (
     ReportState,
     classify_exit,
 )
-from gigafactory.executors.local_records import dir_name
+from gigafactory.executors.statedir import StateDirExecutor, acquire_state_lock, dir_name
 
 DURATION_ENV = "GIGAFACTORY_TWIN_DURATION"
 INTERVAL_ENV = "GIGAFACTORY_TWIN_CHECKPOINT_INTERVAL"
 CHECKPOINT_FILE = "twin-checkpoint.json"
 CLOCK_FILE = "clock.json"
-LOCK_FILE = "executor.lock"
 FAILURE_DETAIL = "simulated node failure"
 
 
@@ -125,7 +123,7 @@ class _Job:
         return {k: v for k, v in asdict(self).items() if k not in ("saved", "logged", "reported")}
 
 
-class TwinExecutor:
+class TwinExecutor(StateDirExecutor):
     """Simulate jobs on a virtual facility in accelerated time (see the module doc).
 
     ``speed`` simulated seconds pass per second of ``clock``; ``default_duration``
@@ -135,6 +133,8 @@ class TwinExecutor:
     """
 
     name = "twin"
+
+    WHO = "twin executor"
 
     def __init__(
         self,
@@ -164,7 +164,7 @@ class TwinExecutor:
         self.speed, self._clock, self._seed = float(speed), clock, seed
         self._default_duration, self._mtbf = float(default_duration), mtbf_hours
         self._log_interval = float(log_interval)
-        self._lock_fh = self._acquire_state_lock()
+        self._lock_fh = acquire_state_lock(self.state_dir, self.WHO)
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._to_prune: list[str] = []
@@ -284,17 +284,6 @@ class TwinExecutor:
                 self._closed = True
                 self._lock_fh.close()
 
-    @property
-    def closed(self) -> bool:
-        """True after :meth:`close`."""
-        return self._closed
-
-    def __enter__(self) -> TwinExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ simulation
 
     def _draw_failure(self, job: _Job) -> None:
@@ -411,20 +400,6 @@ class TwinExecutor:
             raise ExecutorError(f"twin executor: unknown job {job_id!r}")
         self._refresh(job, self.now())
         return None if job.state.terminal else job
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ExecutorError("twin executor: used after close()")
-
-    def _acquire_state_lock(self) -> IO[str]:
-        fh = open(self.state_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            raise ExecutorError(f"twin executor: state dir {self.state_dir} is in use by "
-                                "another executor") from None
-        return fh
 
 
 def _number_ok(value: object, least: str) -> bool:
