@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from gigafactory.service.auth.roles import CAPS, Cap, Role
@@ -99,6 +99,18 @@ def visible_project_id(db: Session, principal: Principal, project: str) -> int:
     if pid is None or (visible is not None and pid not in visible):
         raise NotFound(f"no project {project!r}")
     return pid
+
+
+def project_scope(
+    db: Session, principal: Principal, column: SQLColumnExpression[int], project: str | None
+) -> ColumnElement[bool] | None:
+    """The condition that keeps rows whose project id (``column``) ``principal`` may
+    read: the one ``project`` named (404 when not visible), else every visible one;
+    ``None`` when nothing needs filtering (facility-wide readers)."""
+    if project is not None:
+        return column == visible_project_id(db, principal, project)
+    visible = visible_projects(db, principal)
+    return None if visible is None else column.in_(visible)
 
 
 def visible_tenants(db: Session, principal: Principal) -> list[int] | None:

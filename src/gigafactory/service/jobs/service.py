@@ -23,9 +23,8 @@ from gigafactory.core.jobs import JobState
 from gigafactory.service.audit.service import record
 from gigafactory.service.auth.access import (
     Principal,
+    project_scope,
     tenant_chain,
-    visible_project_id,
-    visible_projects,
 )
 from gigafactory.service.auth.models import User
 from gigafactory.service.auth.roles import Cap
@@ -323,13 +322,9 @@ def list_jobs(
         .order_by(Job.id.desc())
         .limit(limit + 1)
     )
-    visible = visible_projects(db, who)
-    if project is not None:
-        q = q.where(Job.project_id == visible_project_id(db, who, project))
-    elif visible is not None:
-        if not visible:
-            return [], None
-        q = q.where(Job.project_id.in_(visible))
+    scope = project_scope(db, who, Job.project_id, project)
+    if scope is not None:
+        q = q.where(scope)
     if states:
         q = q.where(Job.state.in_(list(states)))
     if user is not None:

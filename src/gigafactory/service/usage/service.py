@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, aliased
 
 from gigafactory.service.auth.access import (
     Principal,
+    project_scope,
     tenant_chain,
-    visible_project_id,
     visible_projects,
 )
 from gigafactory.service.auth.roles import Cap
@@ -58,7 +58,8 @@ def _projects_in_scope(
     rows = list(db.scalars(q))
     visible = visible_projects(db, who)
     if visible is not None:
-        rows = [r for r in rows if r.id in set(visible)]
+        keep = set(visible)
+        rows = [r for r in rows if r.id in keep]
     if project is not None and not rows:
         raise NotFound(f"no project {project!r}")
     return rows
@@ -147,11 +148,9 @@ def records(
         .order_by(UsageRecord.id.desc())
         .limit(limit + 1)
     )
-    visible = visible_projects(db, who)
-    if project is not None:
-        q = q.where(UsageRecord.project_id == visible_project_id(db, who, project))
-    elif visible is not None:
-        q = q.where(UsageRecord.project_id.in_(visible))
+    scope = project_scope(db, who, UsageRecord.project_id, project)
+    if scope is not None:
+        q = q.where(scope)
     if job_id is not None:
         q = q.where(UsageRecord.job_id == job_id)
     if cursor is not None:
