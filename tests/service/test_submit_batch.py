@@ -398,3 +398,21 @@ def test_under_load_the_writer_lingers_for_more_submissions(world: Api) -> None:
     finally:
         batcher.close()
     assert sizes == [2, 2] and _counts(world) == (4, 4, 4)
+
+
+def test_an_expired_project_lookup_is_looked_up_and_cached_again(world: Api) -> None:
+    import time
+
+    ada = _who(world, world.user("ada", ("alpha", "member")))
+    ctx = world.ctx
+    settings = ctx.settings.model_copy(update={"auth_cache_ttl": 0.2})
+    batcher = SubmitBatcher(ctx.sessions, lambda: (settings, ctx.facility))
+    try:
+        asyncio.run(batcher.submit(Submission(ada, _body(), None, world.clock())))
+        first = batcher._projects["alpha"][0]
+        time.sleep(0.3)  # expired
+        asyncio.run(batcher.submit(Submission(ada, _body(), None, world.clock())))
+        again = batcher._projects["alpha"][0]
+    finally:
+        batcher.close()
+    assert again > first and again > time.monotonic()

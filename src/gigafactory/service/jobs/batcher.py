@@ -10,9 +10,11 @@ submission and costs what a direct write would; under heavy load batches grow by
 themselves, so throughput rises with concurrency instead of collapsing.
 
 Nothing is acknowledged before its transaction has committed. A batch that fails on
-the unique (user, Idempotency-Key) constraint is retried one submission at a time, so
-one retried request never fails the others; any other database error fails every
-submission of the batch with that error (the API turns it into a 503).
+the unique (user, Idempotency-Key) constraint, a deadlock or another operational
+database error is retried one submission at a time, so it fails only the submissions
+it concerns (a database error becomes a 503). Under load the writer lingers
+``submit_linger`` for fuller batches; project lookups are re-used for
+``auth_cache_ttl`` seconds.
 """
 
 from __future__ import annotations
@@ -174,24 +176,22 @@ class SubmitBatcher:
                 self._on_batch(len(batch))
             except Exception:  # metrics must never fail a committed submission
                 log.exception("submission batch hook failed")
-        for w, res in zip(batch, results, strict=False):
+        for w, res in zip(batch, results, strict=True):
             with contextlib.suppress(RuntimeError):  # that request's event loop is gone
                 w.loop.call_soon_threadsafe(_settle, w.future, res)
 
     def _write(self, items: list[Submission]) -> list[Result]:
         settings, facility = self._config()
-        ttl = settings.auth_cache_ttl
-        known = self._projects
-        clock = time.monotonic()
-        projects: dict[str, ProjectRef | None] = {n: ref for n, (until, ref) in known.items() if until > clock}
+        known, clock = self._projects, time.monotonic()
+        cached = {n: ref for n, (until, ref) in known.items() if until > clock}
+        projects: dict[str, ProjectRef | None] = dict(cached)  # submit_many adds what it looks up
         try:
             with self._sessions() as db:
                 results: list[Result] = list(service.submit_many(db, items, settings, facility, projects))
-            if ttl > 0:
-                fresh = {n: (clock + ttl, ref) for n, ref in projects.items()
-                         if ref is not None and n not in known}
-                if fresh and known is self._projects:  # not forgotten meanwhile
-                    self._projects = {**(known if len(known) < 10_000 else {}), **fresh}
+            looked_up = {n: (clock + settings.auth_cache_ttl, ref) for n, ref in projects.items()
+                         if ref is not None and n not in cached}
+            if settings.auth_cache_ttl > 0 and looked_up and known is self._projects:  # not forgotten meanwhile
+                self._projects = {**{n: v for n, v in known.items() if n in cached}, **looked_up}
             return results
         except (IntegrityError, OperationalError) as exc:
             if len(items) == 1 and not isinstance(exc, IntegrityError):

@@ -186,7 +186,7 @@ def submit_many(
     results: list[Outcome | ServiceError | None] = [None] * len(items)
     if projects is None:
         projects = {}  # lookups by name, filled as the batch needs them (callers may pre-fill)
-    budgets: dict[tuple[int, datetime], BudgetOut] = {}
+    budgets: dict[int, BudgetOut] = {}  # once per project and batch (the batch is one instant)
     rows: list[tuple[int, dict[str, Any]]] = []
     for i, it in enumerate(items):
         who, body, now = it.who, it.body, it.now
@@ -196,11 +196,11 @@ def submit_many(
             _validate_against_facility(body, facility)
             state, hold_kind, reason = "pending", None, f"submitted by {who.name}"
             if has_budget:
-                budget = budgets.get((project_id, now))
+                budget = budgets.get(project_id)
                 if budget is None:
                     tenant = db.get(Tenant, project_id)
                     assert tenant is not None
-                    budget = budgets[(project_id, now)] = budget_status(db, tenant, now)
+                    budget = budgets[project_id] = budget_status(db, tenant, now)
                 if budget.exhausted:
                     if settings.budget_exhausted == "refuse":
                         raise BudgetExhausted(f"{budget.reason}; ask a partner manager for more")
