@@ -110,7 +110,8 @@ def _log(message: str) -> None:
     sys.stderr.flush()
 
 
-def _describe(returncode: int) -> str:
+def describe_returncode(returncode: int) -> str:
+    """``exit code 3`` or ``killed by SIGKILL`` (also used by the executors)."""
     if returncode < 0:
         try:
             return f"killed by {signal.Signals(-returncode).name}"
@@ -169,7 +170,7 @@ def main(argv: list[str]) -> int:
     # Clean up what the job left running in its process group.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.pid, signal.SIGKILL)
-    _log(f"job ended: {_describe(returncode)}")
+    _log(f"job ended: {describe_returncode(returncode)}")
     write_json_atomic(job_dir / EXIT_FILE, {"returncode": returncode, "ended_at": time.time()})
     return 0
 

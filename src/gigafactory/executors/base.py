@@ -39,6 +39,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from gigafactory.executors._supervisor import describe_returncode
+
 #: Exit status of a job that checkpointed on SIGTERM and stopped (128 + SIGTERM).
 PREEMPTED_EXIT_CODE = 143
 
@@ -145,14 +147,7 @@ def _validate(req: LaunchRequest) -> None:
 
 def describe_exit(returncode: int | None) -> str:
     """``exit code 3``, ``killed by SIGKILL`` or ``exit status unknown``."""
-    if returncode is None:
-        return "exit status unknown"
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit code {returncode}"
+    return "exit status unknown" if returncode is None else describe_returncode(returncode)
 
 
 def classify_exit(
