@@ -235,6 +235,22 @@ def test_skipping_idle_cycles_changes_no_start_or_preemption(w: World) -> None:
     from gigafactory.core import cycle
 
     skipped = drive(w, explain=False)
-    with patch.object(cycle, "idle", lambda s: False):
+    with patch.object(cycle, "idle", lambda s, ctx=None: False):
         full = drive(w, explain=False)
     assert skipped == full
+
+
+@PROPS
+@given(worlds())
+def test_remembered_backfill_failures_change_no_decision(w: World) -> None:
+    """A backfill attempt that failed is not tried again for the same shape around the
+    same reservations while no free count changed: every decision, reservation and
+    explanation is the same as when every attempt is made."""
+    from unittest.mock import patch
+
+    from gigafactory.core import admit
+
+    remembered = drive(w, validate=False)
+    with patch.object(admit, "failed_before", lambda ctx, tried: False):
+        every = drive(w, validate=False)
+    assert remembered == every

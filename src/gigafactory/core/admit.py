@@ -133,6 +133,9 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
     st = ctx.s.state
     if st.free_for(job.accel) + ctx.claimed < job.spec.gpus:
         return None
+    tried = (job.spec.gpus, job.accel, job.spec.topology, tuple(map(id, later)))
+    if failed_before(ctx, tried):
+        return None
     for r in later:
         st._apply(r.claim_nodes, r.claim_counts)
         _claimed(ctx, r.accel, -int(r.claim_counts.sum()))
@@ -146,6 +149,7 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
         st._apply(r.claim_nodes, -r.claim_counts)
         _claimed(ctx, r.accel, int(r.claim_counts.sum()))
     if alloc is None:
+        ctx.backfill_failed[tried] = st.version
         return None
     st._apply(alloc[0], alloc[1])
     used = set(alloc[0].tolist())
@@ -156,6 +160,13 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
                    f"which would borrow")
 
 
+def failed_before(ctx: CycleContext, tried: tuple[object, ...]) -> bool:
+    """The same gang shape already failed to backfill around the same reservations in
+    this cycle, and no free count changed since (a failed attempt puts back exactly what
+    it took), so it would fail again."""
+    return ctx.backfill_failed.get(tried) == ctx.s.state.version
+
+
 def _claimed(ctx: CycleContext, accel: int, delta: int) -> None:
     """Keep the cycle's claimed-GPU counters (total and per accelerator type) current."""
     ctx.claimed += delta
@@ -163,6 +174,7 @@ def _claimed(ctx: CycleContext, accel: int, delta: int) -> None:
 
 
 def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None:
+    from gigafactory.core.cycle import idle
     from gigafactory.core.scheduler import RunningJob
 
     s = ctx.s
@@ -176,6 +188,7 @@ def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None
     if ctx._avail is not None:
         ctx._avail[nodes] = np.maximum(ctx._avail[nodes], rj.expected_end)
     ctx.starts.append(StartJob(job.spec.id, rj.placement, reason))
+    ctx.settled = idle(s, ctx)
 
 
 def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:

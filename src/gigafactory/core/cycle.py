@@ -49,6 +49,8 @@ def run_cycle(s: Scheduler, now: float) -> Decisions:
             wait_tail(ctx, queue[i:])
             break
         steps.admit(ctx, s.queue.job(slot))
+        if ctx.settled:
+            break
     estimate(ctx)
     return decide(ctx)
 
@@ -95,6 +97,8 @@ class CycleContext:
     victim_accel: list[int] = field(default_factory=list)
     ends_under: dict[int, tuple[FloatArray, IntArray]] = field(default_factory=dict)
     reclaim_failed: dict[tuple[object, ...], int] = field(default_factory=dict)
+    backfill_failed: dict[tuple[object, ...], int] = field(default_factory=dict)  # → state version
+    settled: bool = False  # nothing more can start or be preempted (see :func:`idle`)
     _avail: FloatArray | None = None
 
     def avail(self) -> FloatArray:
@@ -118,18 +122,27 @@ class CycleContext:
 
 
 # ---------------------------------------------------------------- phases
-def idle(s: Scheduler) -> bool:
+def idle(s: Scheduler, ctx: CycleContext | None = None) -> bool:
     """Provably nothing can start or be preempted, so a cycle that need not explain
-    itself (``explain`` off, as in the twin) has nothing to do: every queued shape is
-    larger than the free GPUs of its type (placement and backfill both need that),
-    and nothing can be reclaimed (no guarantees, no urgent job, nothing reclaiming).
-    Such a cycle returns no reservations; everything else is what the full cycle gives."""
+    itself (``explain`` off, as in the twin) has nothing (more) to do: every queued
+    shape is larger than the GPUs of its type that are free or claimed by this cycle's
+    reservations (placement needs free GPUs, backfill free or claimed ones), and
+    nothing can be reclaimed (no guarantees, no urgent job, nothing reclaiming).
+
+    Checked before a cycle and, within it (``ctx``), after every start: claims only
+    move free GPUs around, so once this holds no later step can start a job. Such a
+    cycle returns the reservations made so far; its starts and preemptions are
+    exactly those of the full cycle."""
     if s.config.explain or s.reclaiming:
         return False
     q, st = s.queue, s.state
     if s.policy.reclaim and (s.tree.guaranteed or int(PriorityClass.URGENT) in q.classes()):
         return False
-    return all(m > (st.free_total if a < 0 else int(st.accel_free[a])) for (a, _), m in q.smallest().items())
+    if ctx is None or not ctx.claimed:
+        return all(m > (st.free_total if a < 0 else int(st.accel_free[a])) for (a, _), m in q.smallest().items())
+    of = ctx.claimed_of
+    return all(m > (st.free_total + ctx.claimed if a < 0 else int(st.accel_free[a]) + of.get(a, 0))
+               for (a, _), m in q.smallest().items())
 
 
 def snapshot(s: Scheduler, now: float) -> CycleContext:
@@ -260,6 +273,8 @@ def _admit_tail(ctx: CycleContext, rest: IntArray, look: IntArray, fits: np.ndar
         if h or (f and g <= limit[(a, t)]) or (b and ctx.backfill_left > 0) or (r and ctx.reclaim_left > 0):
             admitted[k] = True
             steps.admit(ctx, q.job(slot))
+            if ctx.settled:
+                break
             limit = _fit_limits(ctx, after)
 
 

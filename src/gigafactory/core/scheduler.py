@@ -43,7 +43,9 @@ class SchedulerConfig:
     - ``reclaim_attempts``: most jobs that may try preemption in one cycle;
     - ``explain``: give every pending job an estimated start and a reason. The twin
       turns it off for speed; then only jobs the cycle looked at one by one (starts,
-      reservations, reclaims, limits) get a status.
+      reservations, reclaims, limits) get a status, and a cycle stops as soon as
+      nothing more can start or be preempted (its starts and preemptions are the full
+      cycle's; its reservations are those made up to that point).
     """
 
     reservation_depth: int = 4

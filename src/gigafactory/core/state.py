@@ -58,6 +58,9 @@ class ClusterState:
                                  np.searchsorted(key, ids, side="right").astype(np.int64))
         # heaps[k]: nodes believed to have exactly k free GPUs, 0 < k < node size.
         self._heaps: list[list[int]] = [[] for _ in range(self.max_node_gpus + 1)]
+        #: bumped by every change of a free count or of a node's up state, so callers
+        #: can tell that nothing a placement reads has changed since they last looked
+        self.version = 0
 
     # ------------------------------------------------------------------ queries
     @property
@@ -119,6 +122,7 @@ class ClusterState:
 
     def _apply(self, nodes: IntArray, delta: IntArray) -> None:
         f = self.facility
+        self.version += 1
         if nodes.shape[0] == 1:  # fast scalar path: most jobs use one node
             n = int(nodes[0])
             d = int(delta[0])
@@ -161,6 +165,7 @@ class ClusterState:
         those its jobs give back as they end, are *held* until it is up again."""
         if bool(self.node_up[node]) == up:
             return
+        self.version += 1
         arr = np.array([node], dtype=np.int64)
         if not up:
             self.node_up[node] = False

@@ -1,0 +1,79 @@
+"""The cycle's exact shortcuts, on hand-built situations where a wrong shortcut would
+change what starts (the hypothesis properties in test_core_properties.py compare
+whole runs with and without them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from builders import a_facility, a_job, a_tree
+
+from gigafactory.core import admit
+from gigafactory.core.cycle import CycleContext, idle
+from gigafactory.core.scheduler import Scheduler, SchedulerConfig
+from gigafactory.core.state import ClusterState
+
+
+def _two_backfills(explain: bool) -> Scheduler:
+    """Node 0 has 2 free GPUs until t=100, node 1 is busy until t=1000. The head job
+    (4 GPUs) reserves node 0 at t=100 and claims its 2 free GPUs; two short 1-GPU jobs
+    behind it both fit in that claim before t=100."""
+    f = a_facility().nodes(2).gpus_per_node(4).per_block(2).build()
+    s = Scheduler(f, a_tree().project("p").build(), "easy-backfill", SchedulerConfig(explain=explain))
+    s.submit(a_job("a0", "p").gpus(2).runs(100).build())
+    s.submit(a_job("a1", "p").gpus(4).runs(1000).build())
+    assert {x.job_id for x in s.cycle(0).starts} == {"a0", "a1"}
+    for spec in (a_job("b", "p").gpus(4).runs(500).at(1).build(),
+                 a_job("c", "p").gpus(1).runs(50).at(1).build(),
+                 a_job("d", "p").gpus(1).runs(50).at(1).build()):
+        s.submit(spec, now=1)
+    return s
+
+
+@pytest.mark.parametrize("explain", [True, False])
+def test_backfill_into_a_claim_goes_on_after_the_free_gpus_run_out(explain: bool) -> None:
+    # After c backfills, no GPU is free and one is claimed: the cycle must not stop
+    # there (d still fits in the claim), with or without explanations.
+    s = _two_backfills(explain)
+    d = s.cycle(1)
+    assert [x.job_id for x in d.starts] == ["c", "d"]
+    assert all(x.reason.startswith("backfilled") for x in d.starts)
+    assert s.state.free_total == 0
+
+
+def test_a_cycle_settles_only_when_nothing_fits_free_or_claimed_gpus() -> None:
+    s = _two_backfills(explain=False)
+    s._accrue(1)
+    ctx = CycleContext(s, 1.0, s.policy)
+    assert not idle(s, ctx)  # 2 free GPUs, the smallest queued job needs 1
+    s.state.allocate(np.array([0]), np.array([2]), 100.0)  # nothing free now ...
+    assert idle(s, ctx)
+    ctx.claimed, ctx.claimed_of = 1, {0: 1}  # ... but one GPU is claimed: d could backfill
+    assert not idle(s, ctx)
+
+
+def test_every_change_of_free_counts_or_node_state_bumps_the_state_version() -> None:
+    st = ClusterState(a_facility().nodes(2).gpus_per_node(4).per_block(2).build())
+    seen = [st.version]
+    st.allocate(np.array([0]), np.array([3]), 50.0)
+    seen.append(st.version)
+    st.allocate(np.array([0, 1]), np.array([1, 4]), 60.0)
+    seen.append(st.version)
+    st.release(np.array([0]), np.array([3]))
+    seen.append(st.version)
+    st.set_node_up(1, False)
+    seen.append(st.version)
+    st.set_node_up(1, True)
+    seen.append(st.version)
+    assert seen == sorted(set(seen)), seen  # strictly increasing
+
+
+def test_a_remembered_backfill_failure_is_forgotten_once_the_state_changes() -> None:
+    s = _two_backfills(explain=False)
+    ctx = CycleContext(s, 1.0, s.policy)
+    tried = (4, None, "any", ())
+    assert not admit.failed_before(ctx, tried)
+    ctx.backfill_failed[tried] = s.state.version
+    assert admit.failed_before(ctx, tried)
+    s.state.allocate(np.array([0]), np.array([1]), 100.0)
+    assert not admit.failed_before(ctx, tried)
