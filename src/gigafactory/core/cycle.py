@@ -44,11 +44,11 @@ def run_cycle(s: Scheduler, now: float) -> Decisions:
     ctx = snapshot(s, now)
     entitle(ctx)
     queue = order(ctx)
-    for i, slot in enumerate(queue.tolist()):
+    for i in range(queue.shape[0]):
         if saturated(ctx):
             wait_tail(ctx, queue[i:])
             break
-        steps.admit(ctx, s.queue.job(slot))
+        steps.admit(ctx, s.queue.job(int(queue[i])))
         if ctx.settled:
             break
     estimate(ctx)
@@ -346,7 +346,7 @@ def decide(ctx: CycleContext) -> Decisions:
             for r in ctx.reservations
         ),
         pending=tuple(ctx.status.values()),
-        entitlements=_rounded(s, ctx.ent.tolist()),
+        entitlements=_rounded(s, ctx.ent.tolist()) if s.config.explain else {},
         stats=_stats(s, len(ctx.starts), len(ctx.preemptions), len(ctx.reservations)),
     )
 

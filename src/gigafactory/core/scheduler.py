@@ -43,9 +43,10 @@ class SchedulerConfig:
     - ``reclaim_attempts``: most jobs that may try preemption in one cycle;
     - ``explain``: give every pending job an estimated start and a reason. The twin
       turns it off for speed; then only jobs the cycle looked at one by one (starts,
-      reservations, reclaims, limits) get a status, and a cycle stops as soon as
-      nothing more can start or be preempted (its starts and preemptions are the full
-      cycle's; its reservations are those made up to that point).
+      reservations, reclaims, limits) get a status, entitlements are not reported,
+      and a cycle stops as soon as nothing more can start or be preempted (its starts
+      and preemptions are the full cycle's; its reservations are those made up to
+      that point).
     """
 
     reservation_depth: int = 4
@@ -111,6 +112,7 @@ class Scheduler:
         self.used = np.zeros(n)  # GPUs held, per tree node (rolled up)
         self.pending_gpus = np.zeros(n)  # GPUs asked by pending jobs, per project
         self._usage = np.zeros(n)  # decayed GPU-seconds, per project
+        self._leaf = self.tree.is_leaf.astype(np.float64)  # 1.0 for projects, else 0.0
         self.now = now
         self.reclaiming: dict[str, tuple[str, ...]] = {}
         self._max_gang: dict[tuple[int | None, str], int] = {}
@@ -238,7 +240,7 @@ class Scheduler:
         if dt <= 0:
             return
         h = self.config.usage_half_life
-        leaf_used = np.where(self.tree.is_leaf, self.used, 0.0)
+        leaf_used = self.used * self._leaf
         if math.isinf(h) or h <= 0:
             self._usage += leaf_used * dt
         else:
