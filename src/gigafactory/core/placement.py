@@ -36,6 +36,8 @@ def place(state: ClusterState, gpus: int, accel: int | None, wish: TopologyWish)
         single = _single_node(state, gpus, accel)
         if single is not None or gpus <= _smallest_node(state, accel):
             return single  # it fits on one node of every eligible pool: never spans nodes
+    if state.whole_nodes(accel) < gpus // state.node_size_for(accel):
+        return None  # every way below takes at least this many wholly free nodes
     for level in ("domain", "rack", "block"):
         if level != "domain" and wish is TopologyWish.NVLINK:
             return None

@@ -74,6 +74,12 @@ class ClusterState:
         """Largest node of this accelerator type (any type for ``None``)."""
         return self.max_node_gpus if accel is None else self.max_node_gpus_of[accel]
 
+    def whole_nodes(self, accel: int | None) -> int:
+        """Wholly free nodes in service (of one accelerator type, or of any)."""
+        if accel is None:
+            return int(self.block_whole.sum())
+        return int(self.block_whole[self.facility.block_accel == accel].sum())
+
     def best_partial_node(self, need: int, accel: int | None) -> int:
         """The partly used node with the fewest free GPUs ≥ ``need`` (lowest index on ties).
 
