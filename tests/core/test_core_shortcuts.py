@@ -7,9 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from builders import a_facility, a_job, a_tree
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gigafactory.core import admit
 from gigafactory.core.cycle import CycleContext, idle
+from gigafactory.core.facility import Facility, FacilitySpec
+from gigafactory.core.jobs import TopologyWish
+from gigafactory.core.placement import place
 from gigafactory.core.scheduler import Scheduler, SchedulerConfig
 from gigafactory.core.state import ClusterState
 
@@ -77,3 +82,39 @@ def test_a_remembered_backfill_failure_is_forgotten_once_the_state_changes() -> 
     assert admit.failed_before(ctx, tried)
     s.state.allocate(np.array([0]), np.array([1]), 100.0)
     assert not admit.failed_before(ctx, tried)
+
+
+def _mixed() -> Facility:
+    """Two node sizes of one type plus a second type: gangs between the two sizes may
+    span small nodes, which the quick test must not rule out."""
+    acc = [{"name": n, "memory_gb": 80, "bf16_tflops": 900, "watts": 700} for n in ("H100", "B200")]
+    pools = [{"accelerator": "H100", "nodes": 4, "gpus_per_node": 4, "nodes_per_rack": 2, "nodes_per_block": 2},
+             {"accelerator": "H100", "nodes": 3, "gpus_per_node": 8, "nodes_per_rack": 1, "nodes_per_block": 3},
+             {"accelerator": "B200", "nodes": 2, "gpus_per_node": 8, "nodes_per_rack": 2, "nodes_per_block": 2}]
+    return Facility.from_spec(FacilitySpec.model_validate(
+        {"name": "mixed", "accelerators": acc, "sites": [{"name": "s", "pools": pools}]}))
+
+
+FACILITIES = [a_facility().nodes(6).gpus_per_node(4).per_block(2).build(), _mixed()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_gang_ruled_out_by_the_quick_test_never_finds_a_placement(data: st.DataObject) -> None:
+    f = data.draw(st.sampled_from(FACILITIES), label="facility")
+    s = ClusterState(f)
+    for node in range(f.n_nodes):
+        cap = int(f.node_gpus[node])  # wholly free and full nodes are common
+        busy = data.draw(st.one_of(st.sampled_from([0, cap]), st.integers(0, cap)), label=f"busy{node}")
+        if busy:
+            s.allocate(np.array([node]), np.array([busy]), 100.0)
+        if data.draw(st.integers(0, 5), label=f"down{node}") == 0:
+            s.set_node_up(node, False)
+    accels: list[int | None] = [None, *range(len(f.accel_names))]
+    accel = data.draw(st.sampled_from(accels), label="accel")
+    gpus = data.draw(st.one_of(st.integers(1, 9), st.integers(1, 40)), label="gpus")
+    if s.could_place(gpus, accel):
+        return
+    for g in range(gpus, gpus + 17):  # bigger gangs of the same shape are ruled out too
+        for wish in TopologyWish:
+            assert place(s, g, accel, wish) is None, (g, accel, wish)

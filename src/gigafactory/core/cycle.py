@@ -124,22 +124,25 @@ class CycleContext:
 # ---------------------------------------------------------------- phases
 def idle(s: Scheduler, ctx: CycleContext | None = None) -> bool:
     """Provably nothing can start or be preempted, so a cycle that need not explain
-    itself (``explain`` off, as in the twin) has nothing (more) to do: every queued
-    shape is larger than the GPUs of its type that are free or claimed by this cycle's
-    reservations (placement needs free GPUs, backfill free or claimed ones), and
-    nothing can be reclaimed (no guarantees, no urgent job, nothing reclaiming).
+    itself (``explain`` off, as in the twin) has nothing (more) to do: the smallest
+    job of every queued shape cannot be placed on the GPUs that are free or claimed
+    by this cycle's reservations (placement needs free GPUs, backfill free or claimed
+    ones), and nothing can be reclaimed (no guarantees, no urgent job, nothing
+    reclaiming). Without claims, "cannot be placed" is
+    :meth:`~gigafactory.core.state.ClusterState.could_place` (counts, the fullest node
+    and wholly free nodes); with claims, more GPUs than free and claimed together.
 
-    Checked before a cycle and, within it (``ctx``), after every start: claims only
-    move free GPUs around, so once this holds no later step can start a job. Such a
-    cycle returns the reservations made so far; its starts and preemptions are
-    exactly those of the full cycle."""
+    Checked before a cycle and, within it (``ctx``), after every start: within a cycle
+    free GPUs only shrink and claims only move them around, so once this holds no
+    later step can start a job. Such a cycle returns the reservations made so far; its
+    starts and preemptions are exactly those of the full cycle."""
     if s.config.explain or s.reclaiming:
         return False
     q, st = s.queue, s.state
     if s.policy.reclaim and (s.tree.guaranteed or int(PriorityClass.URGENT) in q.classes()):
         return False
     if ctx is None or not ctx.claimed:
-        return all(m > (st.free_total if a < 0 else int(st.accel_free[a])) for (a, _), m in q.smallest().items())
+        return not any(st.could_place(m, None if a < 0 else a) for (a, _), m in q.smallest().items())
     of = ctx.claimed_of
     return all(m > (st.free_total + ctx.claimed if a < 0 else int(st.accel_free[a]) + of.get(a, 0))
                for (a, _), m in q.smallest().items())
