@@ -15,17 +15,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 from builders import a_facility
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gigafactory.core.cycle import CycleContext
 from gigafactory.core.decisions import Decisions
 from gigafactory.core.facility import Facility
 from gigafactory.core.jobs import JobSpec, PriorityClass, TopologyWish
 from gigafactory.core.policies import POLICIES
 from gigafactory.core.scheduler import Scheduler, SchedulerConfig
 from gigafactory.core.shares import ShareTree, TenantKind, TenantSpec
+from gigafactory.core.tail import Tail, fit_limits
 
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -111,9 +114,9 @@ def check_cycle(s: Scheduler, d: Decisions) -> None:
                 f"reservation of {r.job_id} at {r.start_time} on node {node} is delayed")
 
 
-def drive(w: World, validate: bool = True, explain: bool = True) -> list[str]:
-    """Replay the world; the log of every cycle's decisions (with ``explain`` off, only
-    its starts and preemptions: all that such a cycle promises)."""
+def drive(w: World, validate: bool = True, explain: bool = True, brief: bool | None = None) -> list[str]:
+    """Replay the world; the log of every cycle's decisions (``brief``, the default with
+    ``explain`` off: only its starts and preemptions, all that such a cycle promises)."""
     s = Scheduler(w.facility, w.tree, w.policy,
                   SchedulerConfig(reservation_depth=3, reclaim_deadline=300, explain=explain))
     events: list[tuple[float, int, str, object]] = []
@@ -160,7 +163,8 @@ def drive(w: World, validate: bool = True, explain: bool = True) -> list[str]:
             check_cycle(s, d)
         elif validate:
             s.check_invariants()
-        log.append(repr(d) if explain else repr((d.now, d.starts, d.preemptions)))
+        brief_ = (not explain) if brief is None else brief
+        log.append(repr((d.now, d.starts, d.preemptions)) if brief_ else repr(d))
         for st_ in d.starts:
             rj = s.running[st_.job_id]
             ends[st_.job_id] = now + (rj.spec.oracle_runtime or rj.spec.expected_runtime)
@@ -242,6 +246,15 @@ def test_skipping_idle_cycles_changes_no_start_or_preemption(w: World) -> None:
 
 @PROPS
 @given(worlds())
+def test_explanations_change_no_start_or_preemption(w: World) -> None:
+    """A cycle that need not explain itself takes every shortcut (idle cycles, settling
+    early, futile backfill candidates skipped in bulk); it starts and preempts exactly
+    what the explaining cycle does."""
+    assert drive(w, validate=False, explain=False) == drive(w, validate=False, explain=True, brief=True)
+
+
+@PROPS
+@given(worlds())
 def test_remembered_backfill_failures_change_no_decision(w: World) -> None:
     """A backfill attempt that failed is not tried again for the same shape around the
     same reservations while no free count changed: every decision, reservation and
@@ -254,3 +267,37 @@ def test_remembered_backfill_failures_change_no_decision(w: World) -> None:
     with patch.object(admit, "failed_before", lambda ctx, tried: False):
         every = drive(w, validate=False)
     assert remembered == every
+
+
+def _one_by_one(ctx: CycleContext, t: Tail, admitted: np.ndarray) -> None:
+    """The tail rule of :func:`gigafactory.core.tail.admit_tail`, written as the plain
+    loop it describes: every job in order, admitted when it qualifies at its turn."""
+    from gigafactory.core import admit as steps
+
+    q = ctx.s.queue
+    for j in range(t.n):
+        shape = t.shapes[int(t.shape_ix[j])]
+        g = int(t.gpus[j])
+        if ((t.heads is not None and t.heads[j])
+                or (t.fits is not None and t.fits[j] and g <= fit_limits(ctx, [shape])[shape])
+                or (t.backfills is not None and t.backfills[j] and ctx.backfill_left > 0)
+                or (t.reclaims is not None and t.reclaims[j] and ctx.reclaim_left > 0)):
+            admitted[t.look[j]] = True
+            steps.admit(ctx, q.job(int(t.slots[j])))
+            if ctx.settled:
+                return
+
+
+@PROPS
+@given(worlds(), st.booleans())
+def test_the_vectorised_tail_admits_what_the_plain_loop_admits(w: World, explain: bool) -> None:
+    """The tail's scan (masks rebuilt only when something they read changed, futile
+    backfill candidates charged in bulk) decides exactly what admitting job by job does."""
+    from unittest.mock import patch
+
+    from gigafactory.core import tail
+
+    fast = drive(w, validate=False, explain=explain)
+    with patch.object(tail, "admit_tail", _one_by_one):
+        plain = drive(w, validate=False, explain=explain)
+    assert fast == plain

@@ -22,7 +22,7 @@ from gigafactory.core.jobs import PriorityClass, TopologyWish
 from gigafactory.core.placement import place
 
 if TYPE_CHECKING:
-    from gigafactory.core.cycle import CycleContext
+    from gigafactory.core.cycle import CycleContext, Reservation
     from gigafactory.core.queue import PendingJob
 
 Alloc = tuple[IntArray, IntArray]
@@ -124,21 +124,15 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
     if ctx.backfill_left <= 0:
         return None
     ctx.backfill_left -= 1  # every attempt counts: the budget bounds the cycle's work
-    end = ctx.now + job.spec.expected_runtime
-    mine = ctx.s.tree.path[job.tenant]
-    later = [r for r in ctx.reservations if r.claim_nodes.shape[0] and (
-        r.start >= end or (owed and any(a not in mine for a in r.borrowing)))]
-    if not later:
+    later = _around(ctx, job, owed)
+    tried = _attempt(ctx, job, later)
+    if tried is None:
         return None
     st = ctx.s.state
-    if st.free_for(job.accel) + ctx.claimed < job.spec.gpus:
-        return None
-    tried = (job.spec.gpus, job.accel, job.spec.topology, tuple(map(id, later)))
-    if failed_before(ctx, tried):
-        return None
+    end = ctx.now + job.spec.expected_runtime
     for r in later:
         st._apply(r.claim_nodes, r.claim_counts)
-        _claimed(ctx, r.accel, -int(r.claim_counts.sum()))
+        _claimed(ctx, r.accel, -r.claimed)
     alloc = place(st, job.spec.gpus, job.accel, job.spec.topology)
     if alloc is not None:  # hold the job's GPUs while re-claiming, so claims skip them
         st._apply(alloc[0], -alloc[1])
@@ -146,8 +140,9 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
         take = np.minimum(st.node_free[r.claim_nodes], r.claim_counts)
         keep = take > 0
         r.claim_nodes, r.claim_counts = r.claim_nodes[keep], take[keep]
+        r.claimed = int(r.claim_counts.sum())
         st._apply(r.claim_nodes, -r.claim_counts)
-        _claimed(ctx, r.accel, int(r.claim_counts.sum()))
+        _claimed(ctx, r.accel, r.claimed)
     if alloc is None:
         ctx.backfill_failed[tried] = st.version
         return None
@@ -158,6 +153,31 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
         return alloc, f"backfilled: ends before the reservation of job {hit.job.spec.id} starts"
     return alloc, (f"within its entitlement, ahead of the reservation of job {hit.job.spec.id}, "
                    f"which would borrow")
+
+
+def _around(ctx: CycleContext, job: PendingJob, owed: bool) -> list[Reservation]:
+    """Reservations whose claimed GPUs the job may use: those that start after it is
+    expected to end, and, for a job ``owed`` capacity, those of borrowing jobs."""
+    end = ctx.now + job.spec.expected_runtime
+    mine = ctx.s.tree.path[job.tenant]
+    return [r for r in ctx.reservations if r.claimed and (
+        r.start >= end or (owed and any(a not in mine for a in r.borrowing)))]
+
+
+def _attempt(ctx: CycleContext, job: PendingJob, later: list[Reservation]) -> tuple[object, ...] | None:
+    """The key of a placement attempt around ``later``, or ``None`` when it would fail
+    before placing anything: nothing to go around, fewer GPUs free and claimed than the
+    job needs, or the same attempt already failed since nothing changed."""
+    if not later or ctx.s.state.free_for(job.accel) + ctx.claimed < job.spec.gpus:
+        return None
+    tried = (job.spec.gpus, job.accel, job.spec.topology, tuple(map(id, later)))
+    return None if failed_before(ctx, tried) else tried
+
+
+def backfill_gives_up(ctx: CycleContext, job: PendingJob) -> bool:
+    """:func:`try_backfill` would return at once for this job (not owed capacity),
+    having done nothing but use up one attempt."""
+    return _attempt(ctx, job, _around(ctx, job, False)) is None
 
 
 def failed_before(ctx: CycleContext, tried: tuple[object, ...]) -> bool:
@@ -210,8 +230,9 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
     res = Reservation(job, t, nodes, counts, nodes[keep], claim[keep], borrowing,
                       int(s.facility.node_accel[nodes[0]]))
     if res.claim_nodes.shape[0]:
+        res.claimed = int(res.claim_counts.sum())
         s.state._apply(res.claim_nodes, -res.claim_counts)
-        _claimed(ctx, res.accel, int(res.claim_counts.sum()))
+        _claimed(ctx, res.accel, res.claimed)
     ctx.avail()[nodes] = t + spec.expected_runtime
     ctx.reservations.append(res)
     ctx.latest_reservation = max(ctx.latest_reservation, t)

@@ -10,14 +10,13 @@ it changes nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gigafactory.core import admit as steps
-from gigafactory.core import backfill, preemption, shares
+from gigafactory.core import backfill, shares
 from gigafactory.core.decisions import (
     CycleStats,
     Decisions,
@@ -30,6 +29,7 @@ from gigafactory.core.facility import IntArray
 from gigafactory.core.jobs import Placement, PriorityClass, TopologyWish
 from gigafactory.core.policies import Policy
 from gigafactory.core.shares import fair_share_factor
+from gigafactory.core.tail import wait_tail
 
 if TYPE_CHECKING:
     from gigafactory.core.queue import PendingJob
@@ -65,6 +65,7 @@ class Reservation:
     claim_counts: IntArray
     borrowing: tuple[int, ...] = ()  # tenants it would take above their entitlement
     accel: int = 0  # the accelerator type of its nodes
+    claimed: int = 0  # GPUs it claims now (the sum of claim_counts)
 
 
 @dataclass
@@ -197,102 +198,6 @@ def saturated(ctx: CycleContext) -> bool:
     """No reservation slots left (or strict order stopped): the rest of the queue is
     handled in bulk, looking one by one only at jobs that something could help."""
     return ctx.stop is not None or not ctx.policy.reserve or len(ctx.reservations) >= ctx.depth
-
-
-def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
-    """The tail of the queue, in bulk. A job is admitted one by one, in order, only if
-    it might fit now (smaller than every size that failed for its shape), backfill,
-    reclaim, or be the head of a class without a reservation; every other job waits,
-    with a reason worked out once per distinct shape."""
-    p, q = ctx.policy, ctx.s.queue
-    if ctx.stop is not None:
-        ctx.tail = (rest, [f"behind job {ctx.stop} (strict first-come first-served)"] * rest.shape[0])
-        return
-    n = rest.shape[0]
-    gpus = q.gpus[rest]
-    masks: list[np.ndarray] = []
-    queued = q.smallest()  # per shape, the smallest queued job: can any of them fit?
-    limit = _fit_limits(ctx, queued)
-    fits = backfills = reclaims = heads = None
-    if any(m <= limit[c] for c, m in queued.items()):
-        if len(queued) == 1:  # one shape: fits when no larger than its limit
-            fits = gpus <= next(iter(limit.values()))
-        else:
-            accel, topo = q.accel[rest], q.topo[rest]
-            fits = np.zeros(n, dtype=bool)
-            for (a, t), lim in limit.items():
-                fits |= (accel == a) & (topo == t) & (gpus <= lim)
-        masks.append(fits)
-    if p.backfill and ctx.claimed > 0:
-        backfills = (gpus <= ctx.claimed) & (ctx.now + q.runtime[rest] <= ctx.latest_reservation)
-        masks.append(backfills)
-    if p.reclaim and ctx.reclaim_left > 0 and (int(PriorityClass.URGENT) in q.classes() or ctx.s.tree.guaranteed):
-        reclaims = (q.prio[rest] == int(PriorityClass.URGENT)) | (gpus <= preemption.headroom(ctx)[q.tenant[rest]])
-        masks.append(reclaims)
-    if p.reserve and q.classes() - ctx.reserved_classes:
-        prio = q.prio[rest]
-        heads = np.zeros(n, dtype=bool)
-        for c in sorted(set(prio.tolist()) - ctx.reserved_classes):
-            heads[int(np.argmax(prio == c))] = True
-        masks.append(heads)
-    admitted = np.zeros(n, dtype=bool)
-    if masks:
-        look = np.flatnonzero(np.logical_or.reduce(masks)) if len(masks) > 1 else np.flatnonzero(masks[0])
-        _admit_tail(ctx, rest, look, fits, backfills, reclaims, heads, admitted)
-    if ctx.s.config.explain:
-        waiting = rest[~admitted]
-        ctx.tail = (waiting, steps.bulk_reasons(ctx, waiting))
-
-
-def _admit_tail(ctx: CycleContext, rest: IntArray, look: IntArray, fits: np.ndarray | None,
-                backfills: np.ndarray | None, reclaims: np.ndarray | None, heads: np.ndarray | None,
-                admitted: np.ndarray) -> None:
-    """Admit, in order, the jobs of ``rest[look]`` that something can still help."""
-    q = ctx.s.queue
-    ks = look.tolist()
-    no = [False] * len(ks)
-    fit = no if fits is None else fits[look].tolist()
-    bf = no if backfills is None else backfills[look].tolist()
-    rc = no if reclaims is None else reclaims[look].tolist()
-    hd = no if heads is None else heads[look].tolist()
-    slots = rest[look]
-    gs, accs, tops = q.gpus[slots].tolist(), q.accel[slots].tolist(), q.topo[slots].tolist()
-    last_head = max((k for k, h in zip(ks, hd, strict=True) if h), default=-1)
-    last_bf = max((k for k, b in zip(ks, bf, strict=True) if b), default=-1)
-    last_rc = max((k for k, r in zip(ks, rc, strict=True) if r), default=-1)
-    # per shape (type, topology): the smallest job that might fit, from each row on
-    after: dict[tuple[int, int], list[int]] = {}
-    if fits is not None:
-        big = 1 << 62
-        for shape in set(zip(accs, tops, strict=True)):
-            sizes = [g if f and (a, t) == shape else big for g, a, t, f in zip(gs, accs, tops, fit, strict=True)]
-            after[shape] = np.minimum.accumulate(np.array(sizes[::-1], dtype=np.int64))[::-1].tolist()
-    limit = _fit_limits(ctx, after)
-    for i, (k, slot, g, a, t, f, b, r, h) in enumerate(
-            zip(ks, slots.tolist(), gs, accs, tops, fit, bf, rc, hd, strict=True)):
-        if (k > last_head and all(limit[c] < m[i] for c, m in after.items())
-                and (ctx.backfill_left <= 0 or k > last_bf) and (ctx.reclaim_left <= 0 or k > last_rc)):
-            break  # nothing left can act on the rest of the queue
-        if h or (f and g <= limit[(a, t)]) or (b and ctx.backfill_left > 0) or (r and ctx.reclaim_left > 0):
-            admitted[k] = True
-            steps.admit(ctx, q.job(slot))
-            if ctx.settled:
-                break
-            limit = _fit_limits(ctx, after)
-
-
-_WISHES = list(TopologyWish)
-
-
-def _fit_limits(ctx: CycleContext, shapes: Iterable[tuple[int, int]]) -> dict[tuple[int, int], int]:
-    """Per shape (type, or -1 for any; topology code): the largest job still worth a
-    placement attempt, given free GPUs and the smallest size that already failed."""
-    st, fail_min = ctx.s.state, ctx.fail_min
-    out = {}
-    for a, t in shapes:
-        free = st.free_total if a < 0 else int(st.accel_free[a])
-        out[(a, t)] = min(free, fail_min.get((None if a < 0 else a, _WISHES[t]), 1 << 62) - 1)
-    return out
 
 
 def estimate(ctx: CycleContext) -> None:

@@ -130,6 +130,8 @@ class ShareTree:
         self.guaranteed = bool((self.guarantee > 0).any())
         #: tenants with a finite lend limit (the only ones that keep capacity back)
         self.lend_limited: list[int] = [i for i in range(1, n) if np.isfinite(self.lend[i])]
+        #: some tenant has a borrow or a lend limit (else no job ever waits for a limit)
+        self.limited = bool(np.isfinite(self.cap).any()) or bool(self.lend_limited)
         for i in range(1, n):
             kids = self.children[i]
             if kids and sum(self.guarantee[k] for k in kids) > self.guarantee[i] + 1e-9:
