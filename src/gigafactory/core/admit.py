@@ -33,7 +33,7 @@ def admit(ctx: CycleContext, job: PendingJob) -> None:
     if ctx.stop is not None:
         ctx.blocked.append((job, f"behind job {ctx.stop} (strict first-come first-served)"))
         return
-    limit = over_limit(ctx, job)
+    limit = over_limit(ctx, job) if ctx.s.tree.limited else None
     if limit:
         at = None if "lend limits" in limit else limit_lifted_at(ctx, job)
         ctx.status[job.spec.id] = PendingStatus(job.spec.id, at, limit)

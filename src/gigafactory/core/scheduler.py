@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 
@@ -263,14 +264,26 @@ class Scheduler:
     # ------------------------------------------------------------------ cycle
     def cycle(self, now: float) -> Decisions:
         """Run one scheduling cycle at time ``now``; see :mod:`gigafactory.core.cycle`."""
-        from gigafactory.core.cycle import run_cycle
-
         if now < self.now:
             raise ValueError(f"time went backwards: cycle at {now} after {self.now}")
         self._accrue(now)
-        return run_cycle(self, now)
+        decisions: Decisions = _cycle_module().run_cycle(self, now)
+        return decisions
 
     def check_invariants(self) -> None:
         from gigafactory.core.invariants import check
 
         check(self)
+
+
+def _cycle_module() -> ModuleType:
+    """:mod:`gigafactory.core.cycle`, imported on first use (it imports this module)."""
+    global _CYCLE
+    if _CYCLE is None:
+        from gigafactory.core import cycle
+
+        _CYCLE = cycle
+    return _CYCLE
+
+
+_CYCLE: ModuleType | None = None
