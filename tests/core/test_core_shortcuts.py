@@ -192,3 +192,19 @@ def test_a_job_ending_as_a_reservation_starts_may_backfill_into_its_claim(explai
                  a_job("late", "p").gpus(1).runs(100).at(1).build(), a_job("exact", "p").gpus(1).runs(99).at(1).build()):
         s.submit(spec, now=1)
     assert [x.job_id for x in s.cycle(1).starts] == ["exact"]
+
+
+@pytest.mark.parametrize("k", [2, 12])  # scalar updates for a few nodes, array updates for many
+def test_an_update_that_would_overflow_a_node_changes_nothing(k: int) -> None:
+    st = ClusterState(a_facility().nodes(16).gpus_per_node(4).per_block(4).build())
+    nodes = np.arange(k)
+    st.allocate(nodes, np.full(k, 2), 50.0)
+    before = (st.node_free.copy(), st.block_free.copy(), st.block_whole.copy(), st.free_total)
+    counts = np.full(k, 1)
+    counts[-1] = 3  # the last node has only 2 free
+    with pytest.raises(ValueError, match="free count"):
+        st.allocate(nodes, counts, 60.0)
+    after = (st.node_free, st.block_free, st.block_whole, st.free_total)
+    assert all(np.array_equal(a, b) for a, b in zip(before[:3], after[:3], strict=True))
+    assert before[3] == after[3]
+    st.check()

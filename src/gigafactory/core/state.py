@@ -23,6 +23,7 @@ import numpy as np
 from gigafactory.core.facility import Facility, IntArray
 
 NEG_INF = -np.inf
+_FEW = 8  # up to this many nodes, an update is a loop of scalar updates
 
 
 class ClusterState:
@@ -64,6 +65,12 @@ class ClusterState:
                                  np.searchsorted(key, ids, side="right").astype(np.int64))
         # heaps[k]: nodes believed to have exactly k free GPUs, 0 < k < node size.
         self._heaps: list[list[int]] = [[] for _ in range(self.max_node_gpus + 1)]
+        # per-node topology as plain lists, for scalar updates of a few nodes
+        self._cap: list[int] = f.node_gpus.tolist()
+        self._dom: list[int] = f.node_domain.tolist()
+        self._rack: list[int] = f.node_rack.tolist()
+        self._blk: list[int] = f.node_block.tolist()
+        self._acc: list[int] = f.node_accel.tolist()
         #: bumped by every change of a free count or of a node's up state, so callers
         #: can tell that nothing a placement reads has changed since they last looked
         self.version = 0
@@ -157,27 +164,11 @@ class ClusterState:
             self._hold(nodes[down])
 
     def _apply(self, nodes: IntArray, delta: IntArray) -> None:
-        f = self.facility
         self.version += 1
-        if nodes.shape[0] == 1:  # fast scalar path: most jobs use one node
-            n = int(nodes[0])
-            d = int(delta[0])
-            cap = int(f.node_gpus[n])
-            before = int(self.node_free[n])
-            after = before + d
-            if after < 0 or after > cap:
-                raise ValueError(f"node {n}: free count would become {after} (capacity {cap})")
-            self.node_free[n] = after
-            self._free_total += d
-            self.domain_free[f.node_domain[n]] += d
-            self.rack_free[f.node_rack[n]] += d
-            b = f.node_block[n]
-            self.block_free[b] += d
-            self.accel_free[f.node_accel[n]] += d
-            self.block_whole[b] += int(after == cap) - int(before == cap)
-            if 0 < after < cap:
-                heapq.heappush(self._heaps[after], n)
+        if nodes.shape[0] <= _FEW:  # most gangs and claims: scalar updates, no np.add.at
+            self._apply_few(nodes.tolist(), delta.tolist())
             return
+        f = self.facility
         old = self.node_free[nodes]
         new = old + delta
         caps = f.node_gpus[nodes]
@@ -195,6 +186,27 @@ class ClusterState:
         partial = (new > 0) & (new < caps)
         for n, k in zip(nodes[partial].tolist(), new[partial].tolist(), strict=True):
             heapq.heappush(self._heaps[k], n)
+
+    def _apply_few(self, nodes: list[int], delta: list[int]) -> None:
+        """:meth:`_apply` for a few distinct nodes: all checked first, then applied."""
+        free, cap = self.node_free, self._cap
+        before = [int(free[n]) for n in nodes]
+        for n, b, d in zip(nodes, before, delta, strict=True):
+            if not 0 <= b + d <= cap[n]:
+                raise ValueError(f"node {n}: free count would become {b + d} (capacity {cap[n]})")
+        dom, rack, blk, acc = self._dom, self._rack, self._blk, self._acc
+        for n, b, d in zip(nodes, before, delta, strict=True):
+            after, c = b + d, cap[n]
+            free[n] = after
+            self._free_total += d
+            self.domain_free[dom[n]] += d
+            self.rack_free[rack[n]] += d
+            self.block_free[blk[n]] += d
+            self.accel_free[acc[n]] += d
+            if (after == c) != (b == c):
+                self.block_whole[blk[n]] += 1 if after == c else -1
+            if 0 < after < c:
+                heapq.heappush(self._heaps[after], n)
 
     def set_node_up(self, node: int, up: bool) -> None:
         """Mark a node up or down. A down node offers no free GPUs: its free GPUs, and
