@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from gigafactory.core.queue import PendingJob
 
 Alloc = tuple[IntArray, IntArray]
+_NONE: IntArray = np.zeros(0, dtype=np.int64)  # no nodes
+_NONE.flags.writeable = False
 
 
 def admit(ctx: CycleContext, job: PendingJob) -> None:
@@ -224,15 +226,17 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
         return
     t, nodes, counts = planned
     claim = np.minimum(s.state.node_free[nodes], counts)
-    keep = claim > 0
     borrowing = tuple(a for a in s.tree.path[job.tenant]
                       if s.used[a] + spec.gpus > ctx.ent[a] + 1e-6) if ctx.policy.reclaim else ()
-    res = Reservation(job, t, nodes, counts, nodes[keep], claim[keep], borrowing,
-                      int(s.facility.node_accel[nodes[0]]))
-    if res.claim_nodes.shape[0]:
+    accel = int(s.facility.node_accel[nodes[0]])
+    if claim.any():
+        keep = claim > 0
+        res = Reservation(job, t, nodes, counts, nodes[keep], claim[keep], borrowing, accel)
         res.claimed = int(res.claim_counts.sum())
         s.state._apply(res.claim_nodes, -res.claim_counts)
         _claimed(ctx, res.accel, res.claimed)
+    else:  # its nodes are busy: it claims nothing now (the usual case)
+        res = Reservation(job, t, nodes, counts, _NONE, _NONE, borrowing, accel)
     ctx.avail()[nodes] = t + spec.expected_runtime
     ctx.reservations.append(res)
     ctx.latest_reservation = max(ctx.latest_reservation, t)

@@ -102,12 +102,13 @@ class Tail:
         q = ctx.s.queue
         slots = rest[look]
         accel = q.accel[slots]
-        code = accel * len(_WISHES) + q.topo[slots]
-        if int(code.min()) == int(code.max()):  # one shape: the usual case
-            uniq, shape_ix = code[:1], np.zeros(code.shape[0], dtype=np.int64)
+        queued = q.smallest()
+        if len(queued) == 1:  # one shape in the whole queue: the usual case
+            shapes, shape_ix = list(queued), np.zeros(slots.shape[0], dtype=np.int64)
         else:
+            code = accel * len(_WISHES) + q.topo[slots]
             uniq, shape_ix = np.unique(code, return_inverse=True)
-        shapes = [(int(c) // len(_WISHES), int(c) % len(_WISHES)) for c in uniq.tolist()]
+            shapes = [(int(c) // len(_WISHES), int(c) % len(_WISHES)) for c in uniq.tolist()]
 
         def pick(m: Mask | None) -> Mask | None:
             return None if m is None else m[look]
@@ -145,7 +146,11 @@ def _scan(ctx: CycleContext, t: Tail, i: int, admitted: Mask) -> int:
         bf = t.backfills[i:]
         if quick:  # only jobs that some claiming reservation starts after, and enough GPUs
             last = max((r.start for r in ctx.reservations if r.claimed), default=-np.inf)
-            free = np.where(t.accel[i:] < 0, st.free_total, st.accel_free[np.maximum(t.accel[i:], 0)])
+            if len(t.shapes) == 1:  # one type for all: one free count
+                a = t.shapes[0][0]
+                free: np.ndarray | int = st.free_total if a < 0 else int(st.accel_free[a])
+            else:
+                free = np.where(t.accel[i:] < 0, st.free_total, st.accel_free[np.maximum(t.accel[i:], 0)])
             real = bf & (t.ends[i:] <= last) & (t.gpus[i:] <= free + ctx.claimed)
             futile, ok = bf & ~real & ~other, other | real
         else:
@@ -184,8 +189,12 @@ def _other(ctx: CycleContext, t: Tail, i: int, limit: dict[tuple[int, int], int]
     might fit now, might reclaim)."""
     out = np.zeros(t.n - i, dtype=bool) if t.heads is None else t.heads[i:]
     if t.fits is not None:
-        lim = np.array([limit[c] for c in t.shapes], dtype=np.int64)
-        out = out | (t.fits[i:] & (t.gpus[i:] <= lim[t.shape_ix[i:]]))
+        if len(t.shapes) == 1:
+            fit = t.fits[i:] & (t.gpus[i:] <= limit[t.shapes[0]])
+        else:
+            lim = np.array([limit[c] for c in t.shapes], dtype=np.int64)
+            fit = t.fits[i:] & (t.gpus[i:] <= lim[t.shape_ix[i:]])
+        out = fit if t.heads is None else out | fit
     if t.reclaims is not None and ctx.reclaim_left > 0:
         out = out | t.reclaims[i:]
     return out
