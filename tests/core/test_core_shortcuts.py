@@ -120,27 +120,34 @@ def test_a_gang_ruled_out_by_the_quick_test_never_finds_a_placement(data: st.Dat
             assert place(s, g, accel, wish) is None, (g, accel, wish)
 
 
+def _three_nodes(explain: bool, running: list[tuple[int, float]], depth: int = 4) -> Scheduler:
+    """Three 4-GPU nodes in one block, one project, the default policy, with the given
+    (GPUs, runtime) jobs started at t=0."""
+    f = a_facility().nodes(3).gpus_per_node(4).per_block(3).build()
+    s = Scheduler(f, a_tree().project("p").build(), "gigafactory",
+                  SchedulerConfig(explain=explain, reservation_depth=depth))
+    for i, (g, t) in enumerate(running):
+        s.submit(a_job(f"a{i}", "p").gpus(g).runs(t).build())
+    assert len(s.cycle(0).starts) == len(running)
+    return s
+
+
+def _queue_at_1(s: Scheduler, *jobs: tuple[str, int, float]) -> None:
+    for name, g, t in jobs:
+        s.submit(a_job(name, "p").gpus(g).runs(t).at(1).build(), now=1)
+
+
 def _behind_futile_jobs(futile: int, explain: bool, then: int = 0) -> list[str]:
     """Job r1 (4 GPUs) reserves node 0 at t=100 and claims its 2 free GPUs; r2 (8 GPUs)
     reserves nodes 1-2 at t=1000 and claims nothing. Behind them, ``futile`` 1-GPU jobs
     that run 500 s could only backfill into a claim of a reservation starting after
     they end, and none does; with ``then``, a short job that backfills ("mid") and
     ``then`` more such jobs follow; the last job (50 s) fits in r1's claim."""
-    f = a_facility().nodes(3).gpus_per_node(4).per_block(3).build()
-    s = Scheduler(f, a_tree().project("p").build(), "gigafactory",
-                  SchedulerConfig(explain=explain, reservation_depth=2))
-    s.submit(a_job("a0", "p").gpus(2).runs(100).build())
-    s.submit(a_job("a1", "p").gpus(8).runs(1000).build())
-    assert {x.job_id for x in s.cycle(0).starts} == {"a0", "a1"}
-    s.submit(a_job("r1", "p").gpus(4).runs(500).at(1).build(), now=1)
-    s.submit(a_job("r2", "p").gpus(8).runs(500).at(1).build(), now=1)
-    for i in range(futile):
-        s.submit(a_job(f"f{i:02d}", "p").gpus(1).runs(500).at(1).build(), now=1)
+    s = _three_nodes(explain, [(2, 100), (8, 1000)], depth=2)
+    _queue_at_1(s, ("r1", 4, 500), ("r2", 8, 500), *((f"f{i:02d}", 1, 500) for i in range(futile)))
     if then:
-        s.submit(a_job("mid", "p").gpus(1).runs(50).at(1).build(), now=1)
-        for i in range(then):
-            s.submit(a_job(f"g{i:02d}", "p").gpus(1).runs(500).at(1).build(), now=1)
-    s.submit(a_job("short", "p").gpus(1).runs(50).at(1).build(), now=1)
+        _queue_at_1(s, ("mid", 1, 50), *((f"g{i:02d}", 1, 500) for i in range(then)))
+    _queue_at_1(s, ("short", 1, 50))
     return [x.job_id for x in s.cycle(1).starts]
 
 
@@ -161,15 +168,8 @@ def _behind_failed_backfills(failing: int, explain: bool) -> list[str]:
     claims both GPUs. Behind it, ``failing`` short 2-GPU jobs could use both claimed
     GPUs together but not on one node: the first backfill attempt fails and the others
     are known to fail; the last job (1 GPU) fits in a claim."""
-    f = a_facility().nodes(3).gpus_per_node(4).per_block(3).build()
-    s = Scheduler(f, a_tree().project("p").build(), "gigafactory", SchedulerConfig(explain=explain))
-    for i, (g, t) in enumerate([(3, 100), (3, 100), (4, 1000)]):
-        s.submit(a_job(f"a{i}", "p").gpus(g).runs(t).build())
-    assert len(s.cycle(0).starts) == 3
-    s.submit(a_job("r", "p").gpus(8).runs(500).at(1).build(), now=1)
-    for i in range(failing):
-        s.submit(a_job(f"f{i:02d}", "p").gpus(2).runs(50).at(1).build(), now=1)
-    s.submit(a_job("short", "p").gpus(1).runs(50).at(1).build(), now=1)
+    s = _three_nodes(explain, [(3, 100), (3, 100), (4, 1000)])
+    _queue_at_1(s, ("r", 8, 500), *((f"f{i:02d}", 2, 50) for i in range(failing)), ("short", 1, 50))
     return [x.job_id for x in s.cycle(1).starts]
 
 
@@ -182,15 +182,8 @@ def test_backfill_attempts_known_to_fail_still_count(explain: bool) -> None:
 @pytest.mark.parametrize("explain", [True, False])
 def test_a_job_ending_as_a_reservation_starts_may_backfill_into_its_claim(explain: bool) -> None:
     # r1 starts at t=100; at t=1 a 99 s job ends exactly then.
-    f = a_facility().nodes(3).gpus_per_node(4).per_block(3).build()
-    s = Scheduler(f, a_tree().project("p").build(), "gigafactory",
-                  SchedulerConfig(explain=explain, reservation_depth=2))
-    s.submit(a_job("a0", "p").gpus(2).runs(100).build())
-    s.submit(a_job("a1", "p").gpus(8).runs(1000).build())
-    s.cycle(0)
-    for spec in (a_job("r1", "p").gpus(4).runs(500).at(1).build(), a_job("r2", "p").gpus(8).runs(500).at(1).build(),
-                 a_job("late", "p").gpus(1).runs(100).at(1).build(), a_job("exact", "p").gpus(1).runs(99).at(1).build()):
-        s.submit(spec, now=1)
+    s = _three_nodes(explain, [(2, 100), (8, 1000)], depth=2)
+    _queue_at_1(s, ("r1", 4, 500), ("r2", 8, 500), ("late", 1, 100), ("exact", 1, 99))
     assert [x.job_id for x in s.cycle(1).starts] == ["exact"]
 
 
