@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gigafactory.core.jobs import PriorityClass
+
 if TYPE_CHECKING:
     from gigafactory.core.cycle import CycleContext
     from gigafactory.core.facility import IntArray
@@ -68,7 +70,13 @@ def _gigafactory_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> n
             r, last = r + 1, keys[t]
         rank[t] = r
     group: np.ndarray = np.asarray(rank, dtype=np.int64)[q.tenant[slots]] - q.prio[slots] * len(keys)
-    return group
+    return _small(group, len(keys) * (max(PriorityClass) + 1))
+
+
+def _small(keys: np.ndarray, bound: int) -> np.ndarray:
+    """Integer keys known to lie in ``(-bound, bound)``, as int16 when that fits: NumPy's
+    stable sort is a radix sort for 16-bit integers (the same order, 2-4x faster)."""
+    return keys.astype(np.int16) if bound <= 1 << 15 else keys
 
 
 def las_queue(attained_gpu_seconds: np.ndarray, thresholds: Sequence[float] = LAS_THRESHOLDS) -> np.ndarray:
@@ -77,7 +85,7 @@ def las_queue(attained_gpu_seconds: np.ndarray, thresholds: Sequence[float] = LA
 
 
 def _las_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> np.ndarray:
-    return las_queue(q.attained[slots])
+    return _small(las_queue(q.attained[slots]), len(LAS_THRESHOLDS) + 1)
 
 
 def _srtf_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> np.ndarray:
