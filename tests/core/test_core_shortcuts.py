@@ -192,12 +192,12 @@ def test_an_update_that_would_overflow_a_node_changes_nothing(k: int) -> None:
     st = ClusterState(a_facility().nodes(16).gpus_per_node(4).per_block(4).build())
     nodes = np.arange(k)
     st.allocate(nodes, np.full(k, 2), 50.0)
-    before = (st.node_free.copy(), st.block_free.copy(), st.block_whole.copy(), st.free_total)
+    before = (st.node_free.copy(), st.block_free.copy(), st.block_whole.copy(), st.free_total, st.version)
     counts = np.full(k, 1)
     counts[-1] = 3  # the last node has only 2 free
     with pytest.raises(ValueError, match="free count"):
         st.allocate(nodes, counts, 60.0)
-    after = (st.node_free, st.block_free, st.block_whole, st.free_total)
+    after = (st.node_free, st.block_free, st.block_whole, st.free_total, st.version)
     assert all(np.array_equal(a, b) for a, b in zip(before[:3], after[:3], strict=True))
-    assert before[3] == after[3]
+    assert before[3:] == after[3:]  # the version too: nothing changed
     st.check()

@@ -164,9 +164,11 @@ class ClusterState:
             self._hold(nodes[down])
 
     def _apply(self, nodes: IntArray, delta: IntArray) -> None:
-        self.version += 1
+        """Add ``delta[i]`` free GPUs on ``nodes[i]`` (distinct nodes) to every counter;
+        an update that would overflow a node raises and changes nothing."""
         if nodes.shape[0] <= _FEW:  # most gangs and claims: scalar updates, no np.add.at
             self._apply_few(nodes.tolist(), delta.tolist())
+            self.version += 1
             return
         f = self.facility
         old = self.node_free[nodes]
@@ -174,6 +176,7 @@ class ClusterState:
         caps = f.node_gpus[nodes]
         if (new < 0).any() or (new > caps).any():
             raise ValueError("allocation would over- or under-flow a node's free count")
+        self.version += 1
         self.node_free[nodes] = new
         self._free_total += int(delta.sum())
         np.add.at(self.domain_free, f.node_domain[nodes], delta)
