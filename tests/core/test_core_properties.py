@@ -236,10 +236,10 @@ def test_skipping_idle_cycles_changes_no_start_or_preemption(w: World) -> None:
     be preempted; every start and preemption is the same as with the full cycle."""
     from unittest.mock import patch
 
-    from gigafactory.core import cycle
+    from gigafactory.core import admit
 
     skipped = drive(w, explain=False)
-    with patch.object(cycle, "idle", lambda s, ctx=None: False):
+    with patch.object(admit, "idle", lambda s, ctx=None: False):
         full = drive(w, explain=False)
     assert skipped == full
 

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gigafactory.core import admit
-from gigafactory.core.cycle import CycleContext, idle
+from gigafactory.core.admit import idle
+from gigafactory.core.cycle import CycleContext
 from gigafactory.core.facility import Facility, FacilitySpec
 from gigafactory.core.jobs import TopologyWish
 from gigafactory.core.placement import place

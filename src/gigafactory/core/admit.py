@@ -7,10 +7,13 @@
         owed capacity, or urgent?              → preempt victims (see preemption)
         reservation slots left?                → reserve the earliest feasible start
         otherwise                              → wait, with the reason
+
+:func:`idle` tells when no admission can start anything any more.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,12 +25,53 @@ from gigafactory.core.jobs import PriorityClass, TopologyWish
 from gigafactory.core.placement import place
 
 if TYPE_CHECKING:
-    from gigafactory.core.cycle import CycleContext, Reservation
+    from gigafactory.core.cycle import CycleContext
     from gigafactory.core.queue import PendingJob
+    from gigafactory.core.scheduler import Scheduler
 
 Alloc = tuple[IntArray, IntArray]
 _NONE: IntArray = np.zeros(0, dtype=np.int64)  # no nodes
 _NONE.flags.writeable = False
+
+
+@dataclass
+class Reservation:
+    """A blocked job's earliest start on ``nodes``, and the GPUs of those nodes it
+    claims for the rest of the cycle (free now, so no later job takes them)."""
+
+    job: PendingJob
+    start: float
+    nodes: IntArray
+    counts: IntArray
+    claim_nodes: IntArray
+    claim_counts: IntArray
+    borrowing: tuple[int, ...] = ()  # tenants it would take above their entitlement
+    accel: int = 0  # the accelerator type of its nodes
+    claimed: int = 0  # GPUs it claims now (the sum of claim_counts)
+
+
+def idle(s: Scheduler, ctx: CycleContext | None = None) -> bool:
+    """Provably nothing can start or be preempted, so a cycle that need not explain
+    itself (``explain`` off, as in the twin) has nothing (more) to do: the smallest
+    job of every queued shape cannot be placed on the GPUs that are free or claimed
+    by this cycle's reservations (placement needs free GPUs, backfill free or claimed
+    ones), and nothing can be reclaimed (no guarantees, no urgent job, nothing
+    reclaiming). Without claims, "cannot be placed" is
+    :meth:`~gigafactory.core.state.ClusterState.could_place` (counts, the fullest node
+    and wholly free nodes); with claims, more GPUs than free and claimed together.
+
+    Checked before a cycle and, within it (``ctx``), after every start: within a cycle
+    free GPUs only shrink and claims only move them around, so once this holds no
+    later step can start a job. Such a cycle returns the reservations made so far; its
+    starts and preemptions are exactly those of the full cycle."""
+    if s.config.explain or preemption.may_preempt(s):
+        return False
+    q, st = s.queue, s.state
+    if ctx is None or not ctx.claimed:
+        return not any(st.could_place(m, None if a < 0 else a) for (a, _), m in q.smallest().items())
+    of = ctx.claimed_of
+    return all(m > (st.free_total + ctx.claimed if a < 0 else int(st.accel_free[a]) + of.get(a, 0))
+               for (a, _), m in q.smallest().items())
 
 
 def admit(ctx: CycleContext, job: PendingJob) -> None:
@@ -196,7 +240,6 @@ def _claimed(ctx: CycleContext, accel: int, delta: int) -> None:
 
 
 def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None:
-    from gigafactory.core.cycle import idle
     from gigafactory.core.scheduler import RunningJob
 
     s = ctx.s
@@ -215,8 +258,6 @@ def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None
 
 def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
     """Plan the earliest start and claim the free GPUs of its nodes for this cycle."""
-    from gigafactory.core.cycle import Reservation
-
     s = ctx.s
     spec = job.spec
     planned = ctx.plan(job)

@@ -26,7 +26,7 @@ from gigafactory.core.decisions import (
     StartJob,
 )
 from gigafactory.core.facility import IntArray
-from gigafactory.core.jobs import Placement, PriorityClass, TopologyWish
+from gigafactory.core.jobs import Placement, TopologyWish
 from gigafactory.core.policies import Policy
 from gigafactory.core.shares import fair_share_factor
 from gigafactory.core.tail import wait_tail
@@ -39,7 +39,7 @@ FloatArray = backfill.FloatArray
 
 
 def run_cycle(s: Scheduler, now: float) -> Decisions:
-    if idle(s):
+    if steps.idle(s):
         return Decisions(now=now, stats=_stats(s, 0, 0, 0))
     ctx = snapshot(s, now)
     entitle(ctx)
@@ -56,19 +56,6 @@ def run_cycle(s: Scheduler, now: float) -> Decisions:
 
 
 @dataclass
-class Reservation:
-    job: PendingJob
-    start: float
-    nodes: IntArray
-    counts: IntArray
-    claim_nodes: IntArray
-    claim_counts: IntArray
-    borrowing: tuple[int, ...] = ()  # tenants it would take above their entitlement
-    accel: int = 0  # the accelerator type of its nodes
-    claimed: int = 0  # GPUs it claims now (the sum of claim_counts)
-
-
-@dataclass
 class CycleContext:
     """Scratch state of one cycle; dropped when the cycle ends."""
 
@@ -81,7 +68,7 @@ class CycleContext:
     taken: FloatArray = field(default_factory=lambda: np.zeros(0))
     starts: list[StartJob] = field(default_factory=list)
     preemptions: list[PreemptJob] = field(default_factory=list)
-    reservations: list[Reservation] = field(default_factory=list)
+    reservations: list[steps.Reservation] = field(default_factory=list)
     status: dict[str, PendingStatus] = field(default_factory=dict)
     blocked: list[tuple[PendingJob, str]] = field(default_factory=list)
     tail: tuple[IntArray, list[str]] | None = None
@@ -99,7 +86,7 @@ class CycleContext:
     ends_under: dict[int, tuple[FloatArray, IntArray]] = field(default_factory=dict)
     reclaim_failed: dict[tuple[object, ...], int] = field(default_factory=dict)
     backfill_failed: dict[tuple[object, ...], int] = field(default_factory=dict)  # → state version
-    settled: bool = False  # nothing more can start or be preempted (see :func:`idle`)
+    settled: bool = False  # nothing more can start or be preempted (see :func:`admit.idle`)
     _avail: FloatArray | None = None
 
     def avail(self) -> FloatArray:
@@ -123,32 +110,6 @@ class CycleContext:
 
 
 # ---------------------------------------------------------------- phases
-def idle(s: Scheduler, ctx: CycleContext | None = None) -> bool:
-    """Provably nothing can start or be preempted, so a cycle that need not explain
-    itself (``explain`` off, as in the twin) has nothing (more) to do: the smallest
-    job of every queued shape cannot be placed on the GPUs that are free or claimed
-    by this cycle's reservations (placement needs free GPUs, backfill free or claimed
-    ones), and nothing can be reclaimed (no guarantees, no urgent job, nothing
-    reclaiming). Without claims, "cannot be placed" is
-    :meth:`~gigafactory.core.state.ClusterState.could_place` (counts, the fullest node
-    and wholly free nodes); with claims, more GPUs than free and claimed together.
-
-    Checked before a cycle and, within it (``ctx``), after every start: within a cycle
-    free GPUs only shrink and claims only move them around, so once this holds no
-    later step can start a job. Such a cycle returns the reservations made so far; its
-    starts and preemptions are exactly those of the full cycle."""
-    if s.config.explain or s.reclaiming:
-        return False
-    q, st = s.queue, s.state
-    if s.policy.reclaim and (s.tree.guaranteed or int(PriorityClass.URGENT) in q.classes()):
-        return False
-    if ctx is None or not ctx.claimed:
-        return not any(st.could_place(m, None if a < 0 else a) for (a, _), m in q.smallest().items())
-    of = ctx.claimed_of
-    return all(m > (st.free_total + ctx.claimed if a < 0 else int(st.accel_free[a]) + of.get(a, 0))
-               for (a, _), m in q.smallest().items())
-
-
 def snapshot(s: Scheduler, now: float) -> CycleContext:
     """Fix the inputs of this cycle: time, policy, and GPUs already being reclaimed."""
     ctx = CycleContext(s, now, s.policy, reclaim_left=s.config.reclaim_attempts)
@@ -241,7 +202,7 @@ def decide(ctx: CycleContext) -> Decisions:
     """Release this cycle's claims and package the decisions."""
     s = ctx.s
     for r in ctx.reservations:
-        if r.claim_nodes.shape[0]:
+        if r.claimed:
             s.state._apply(r.claim_nodes, r.claim_counts)
     return Decisions(
         now=ctx.now,
@@ -265,10 +226,6 @@ def _stats(s: Scheduler, started: int, preempted: int, reserved: int) -> CycleSt
 
 
 def _rounded(s: Scheduler, ent: list[float]) -> dict[str, float]:
-    """Entitlements by tenant name, rounded (a copy of last cycle's when they are unchanged)."""
-    last, named = s.last_entitlements
-    if ent != last:
-        names = s.tree.names
-        named = {names[i]: round(e, 6) for i, e in enumerate(ent) if i}
-        s.last_entitlements = (ent, named)
-    return dict(named)
+    """Entitlements by tenant name, rounded."""
+    names = s.tree.names
+    return {names[i]: round(e, 6) for i, e in enumerate(ent) if i}

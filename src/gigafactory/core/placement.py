@@ -34,7 +34,7 @@ def place(state: ClusterState, gpus: int, accel: int | None, wish: TopologyWish)
         return None
     if gpus <= state.node_size_for(accel):
         single = _single_node(state, gpus, accel)
-        if single is not None or gpus <= _smallest_node(state, accel):
+        if single is not None or gpus <= state.min_node_size_for(accel):
             return single  # it fits on one node of every eligible pool: never spans nodes
     if state.whole_nodes(accel) < gpus // state.node_size_for(accel):
         return None  # every way below takes at least this many wholly free nodes
@@ -47,12 +47,6 @@ def place(state: ClusterState, gpus: int, accel: int | None, wish: TopologyWish)
     if wish in (TopologyWish.NVLINK, TopologyWish.BLOCK):
         return None
     return _fewest_blocks(state, gpus, accel)
-
-
-def _smallest_node(state: ClusterState, accel: int | None) -> int:
-    f = state.facility
-    sizes = f.block_node_gpus if accel is None else f.block_node_gpus[f.block_accel == accel]
-    return int(sizes.min())
 
 
 def _single_node(state: ClusterState, gpus: int, accel: int | None) -> Alloc | None:

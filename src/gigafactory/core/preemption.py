@@ -29,9 +29,18 @@ from gigafactory.core.placement import place
 if TYPE_CHECKING:
     from gigafactory.core.cycle import CycleContext
     from gigafactory.core.queue import PendingJob
-    from gigafactory.core.scheduler import RunningJob
+    from gigafactory.core.scheduler import RunningJob, Scheduler
 
 __all__ = ["PreemptJob", "kept_for_lenders", "reclaim"]
+
+
+def may_preempt(s: Scheduler) -> bool:
+    """A cycle might preempt (or is already reclaiming): jobs are reclaiming capacity,
+    or the policy reclaims and some tenant has a guarantee or an urgent job waits.
+    When False, :func:`reclaim` (called only under a reclaiming policy) returns False
+    for every job without doing anything."""
+    return bool(s.reclaiming) or (s.policy.reclaim and (
+        s.tree.guaranteed or int(PriorityClass.URGENT) in s.queue.classes()))
 
 
 def owed(ctx: CycleContext, job: PendingJob) -> bool:

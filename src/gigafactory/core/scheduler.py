@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
 
 import numpy as np
 
 from gigafactory.core.backfill import PlanCache
+from gigafactory.core.cycle import run_cycle
 from gigafactory.core.decisions import Decisions
 from gigafactory.core.facility import Facility, IntArray
 from gigafactory.core.jobs import JobSpec, Placement, TopologyWish
@@ -119,7 +119,6 @@ class Scheduler:
         self._max_gang: dict[tuple[int | None, str], int] = {}
         self.plans = PlanCache()  # reservation plans of the last cycles (exact re-use)
         self.failed_placements = FailedPlacements()  # gangs that did not fit (exact re-use)
-        self.last_entitlements: tuple[list[float], dict[str, float]] = ([], {})
 
     # ----------------------------------------------------------------- events
     def submit(self, job: JobSpec, attained_service: float = 0.0, now: float | None = None) -> None:
@@ -267,23 +266,10 @@ class Scheduler:
         if now < self.now:
             raise ValueError(f"time went backwards: cycle at {now} after {self.now}")
         self._accrue(now)
-        decisions: Decisions = _cycle_module().run_cycle(self, now)
-        return decisions
+        return run_cycle(self, now)
 
     def check_invariants(self) -> None:
         from gigafactory.core.invariants import check
 
         check(self)
 
-
-def _cycle_module() -> ModuleType:
-    """:mod:`gigafactory.core.cycle`, imported on first use (it imports this module)."""
-    global _CYCLE
-    if _CYCLE is None:
-        from gigafactory.core import cycle
-
-        _CYCLE = cycle
-    return _CYCLE
-
-
-_CYCLE: ModuleType | None = None

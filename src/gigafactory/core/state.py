@@ -50,12 +50,12 @@ class ClusterState:
         self.max_node_gpus_of = {
             a: int(f.node_gpus[f.node_accel == a].max(initial=0)) for a in range(len(f.accel_names))
         }
-        #: smallest node, overall and per accelerator type
-        self.min_node_gpus = int(f.node_gpus.min())
+        self._min_node_gpus = int(f.node_gpus.min())
         self._min_node_gpus_of = {
             a: int(f.node_gpus[f.node_accel == a].min(initial=0)) for a in range(len(f.accel_names))
         }
         self._nodes_of = [np.flatnonzero(f.node_accel == a) for a in range(len(f.accel_names))]
+        self._blocks_of = [np.flatnonzero(f.block_accel == a) for a in range(len(f.accel_names))]
         #: contiguous node ranges of each topology level: (start, end) arrays
         self.ranges: dict[str, tuple[IntArray, IntArray]] = {"block": (f.block_start, f.block_end),
                                                              "pool": (f.pool_start, f.pool_end)}
@@ -87,6 +87,10 @@ class ClusterState:
         """Largest node of this accelerator type (any type for ``None``)."""
         return self.max_node_gpus if accel is None else self.max_node_gpus_of[accel]
 
+    def min_node_size_for(self, accel: int | None) -> int:
+        """Smallest node of this accelerator type (any type for ``None``)."""
+        return self._min_node_gpus if accel is None else self._min_node_gpus_of[accel]
+
     def could_place(self, gpus: int, accel: int | None) -> bool:
         """False when provably no gang of ``gpus`` or more GPUs of this type (any type
         for ``None``) can be placed now, whatever its topology wish. A cheap necessary
@@ -96,19 +100,16 @@ class ClusterState:
         wholly free nodes that every multi-node placement takes."""
         if gpus > self.free_for(accel):
             return False
-        if accel is None:
-            small, most = self.min_node_gpus, int(self.node_free.max())
-        else:
-            small, most = self._min_node_gpus_of[accel], int(self.node_free[self._nodes_of[accel]].max(initial=0))
-        if gpus <= small:
-            return most >= gpus
+        if gpus <= self.min_node_size_for(accel):
+            free = self.node_free if accel is None else self.node_free[self._nodes_of[accel]]
+            return int(free.max(initial=0)) >= gpus
         return self.whole_nodes(accel) >= gpus // self.node_size_for(accel)
 
     def whole_nodes(self, accel: int | None) -> int:
         """Wholly free nodes in service (of one accelerator type, or of any)."""
         if accel is None:
             return int(self.block_whole.sum())
-        return int(self.block_whole[self.facility.block_accel == accel].sum())
+        return int(self.block_whole[self._blocks_of[accel]].sum())
 
     def best_partial_node(self, need: int, accel: int | None) -> int:
         """The partly used node with the fewest free GPUs ≥ ``need`` (lowest index on ties).

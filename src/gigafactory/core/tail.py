@@ -212,8 +212,7 @@ def _futile_backfill_is_a_no_op(ctx: CycleContext) -> bool:
     failed for its size, reclaim cannot act (no guarantees, no urgent job, nothing
     reclaiming), and every priority class has its reservation."""
     s, p = ctx.s, ctx.policy
-    return not (s.config.explain or s.tree.limited or s.reclaiming
-                or (p.reclaim and (s.tree.guaranteed or int(PriorityClass.URGENT) in s.queue.classes()))
+    return not (s.config.explain or s.tree.limited or preemption.may_preempt(s)
                 or (p.reserve and not s.queue.classes() <= ctx.reserved_classes))
 
 
