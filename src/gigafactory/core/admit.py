@@ -21,7 +21,7 @@ import numpy as np
 from gigafactory.core import preemption
 from gigafactory.core.decisions import PendingStatus, StartJob
 from gigafactory.core.facility import IntArray
-from gigafactory.core.jobs import PriorityClass, TopologyWish
+from gigafactory.core.jobs import PriorityClass, RunningJob, TopologyWish
 from gigafactory.core.placement import place
 
 if TYPE_CHECKING:
@@ -240,8 +240,6 @@ def _claimed(ctx: CycleContext, accel: int, delta: int) -> None:
 
 
 def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None:
-    from gigafactory.core.scheduler import RunningJob
-
     s = ctx.s
     nodes, counts = alloc
     if s.reclaiming.pop(job.spec.id, None) is not None:

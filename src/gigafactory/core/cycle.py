@@ -32,10 +32,13 @@ from gigafactory.core.shares import fair_share_factor
 from gigafactory.core.tail import wait_tail
 
 if TYPE_CHECKING:
+    from gigafactory.core.jobs import RunningJob
     from gigafactory.core.queue import PendingJob
-    from gigafactory.core.scheduler import RunningJob, Scheduler
+    from gigafactory.core.scheduler import Scheduler
 
 FloatArray = backfill.FloatArray
+_EMPTY: FloatArray = np.zeros(0)  # placeholder until a phase sets the array
+_EMPTY.flags.writeable = False
 
 
 def run_cycle(s: Scheduler, now: float) -> Decisions:
@@ -62,10 +65,10 @@ class CycleContext:
     s: Scheduler
     now: float
     policy: Policy
-    ent: FloatArray = field(default_factory=lambda: np.zeros(0))
-    fair_share: FloatArray = field(default_factory=lambda: np.zeros(0))
-    committed: FloatArray = field(default_factory=lambda: np.zeros(0))
-    taken: FloatArray = field(default_factory=lambda: np.zeros(0))
+    ent: FloatArray = field(default_factory=lambda: _EMPTY)  # set by entitle()
+    fair_share: FloatArray = field(default_factory=lambda: _EMPTY)  # set by entitle()
+    committed: FloatArray = field(default_factory=lambda: _EMPTY)  # set by snapshot()
+    taken: FloatArray = field(default_factory=lambda: _EMPTY)  # set by snapshot()
     starts: list[StartJob] = field(default_factory=list)
     preemptions: list[PreemptJob] = field(default_factory=list)
     reservations: list[steps.Reservation] = field(default_factory=list)

@@ -7,8 +7,13 @@ never reads a clock itself.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gigafactory.core.facility import IntArray
 
 
 class PriorityClass(IntEnum):
@@ -122,3 +127,30 @@ class Placement:
 
     def __bool__(self) -> bool:
         return bool(self.nodes)
+
+
+@dataclass(slots=True)
+class RunningJob:
+    """A job the scheduler has started: its gang's nodes and GPU counts, and its progress."""
+
+    spec: JobSpec
+    tenant: int
+    nodes: IntArray
+    counts: IntArray
+    start_time: float
+    last_checkpoint: float | None = None
+    attained_before: float = 0.0
+    preempting: bool = False
+    expected_end: float = field(default=math.inf)
+
+    @property
+    def placement(self) -> Placement:
+        return Placement(tuple(zip(self.nodes.tolist(), self.counts.tolist(), strict=True)))
+
+    def progress_since_checkpoint(self, now: float) -> float:
+        """Seconds of work lost if the job stopped now."""
+        mark = self.start_time if self.last_checkpoint is None else max(self.last_checkpoint, self.start_time)
+        return max(0.0, now - mark)
+
+    def attained(self, now: float) -> float:
+        return self.attained_before + self.spec.gpus * max(0.0, now - self.start_time)

@@ -28,8 +28,9 @@ from gigafactory.core.placement import place
 
 if TYPE_CHECKING:
     from gigafactory.core.cycle import CycleContext
+    from gigafactory.core.jobs import RunningJob
     from gigafactory.core.queue import PendingJob
-    from gigafactory.core.scheduler import RunningJob, Scheduler
+    from gigafactory.core.scheduler import Scheduler
 
 __all__ = ["PreemptJob", "kept_for_lenders", "reclaim"]
 
@@ -40,7 +41,7 @@ def may_preempt(s: Scheduler) -> bool:
     When False, :func:`reclaim` (called only under a reclaiming policy) returns False
     for every job without doing anything."""
     return bool(s.reclaiming) or (s.policy.reclaim and (
-        s.tree.guaranteed or int(PriorityClass.URGENT) in s.queue.classes()))
+        s.tree.guaranteed or s.queue.has_class(PriorityClass.URGENT)))
 
 
 def owed(ctx: CycleContext, job: PendingJob) -> bool:

@@ -58,6 +58,8 @@ class PendingTable:
         # that no queued job could fit, or that every class is present)
         self._sizes: dict[tuple[int, int], dict[int, int]] = {}
         self._classes: dict[int, int] = {}
+        self._smallest: dict[tuple[int, int], int] | None = None  # cached smallest()
+        self._class_set: frozenset[int] = frozenset()  # cached classes()
 
     # typed views of the columns (set dynamically above)
     gpus: IntArray
@@ -107,9 +109,15 @@ class PendingTable:
         self.since[i] = job.pending_since
         self._added.append(i)
         sizes = self._sizes.setdefault((int(self.accel[i]), int(self.topo[i])), {})
-        sizes[spec.gpus] = sizes.get(spec.gpus, 0) + 1
+        have = sizes.get(spec.gpus, 0)
+        sizes[spec.gpus] = have + 1
+        if not have:
+            self._smallest = None
         c = int(spec.priority)
-        self._classes[c] = self._classes.get(c, 0) + 1
+        n = self._classes.get(c, 0)
+        self._classes[c] = n + 1
+        if not n:
+            self._class_set = frozenset(self._classes)
 
     def remove(self, job: PendingJob) -> None:
         i = job.slot
@@ -119,12 +127,14 @@ class PendingTable:
         sizes[g] -= 1
         if not sizes[g]:
             del sizes[g]
+            self._smallest = None
             if not sizes:
                 del self._sizes[shape]
         c = int(job.spec.priority)
         self._classes[c] -= 1
         if not self._classes[c]:
             del self._classes[c]
+            self._class_set = frozenset(self._classes)
         self.jobs[i] = None
         self.alive[i] = False
         self._free.append(i)
@@ -157,12 +167,20 @@ class PendingTable:
         return order
 
     def smallest(self) -> dict[tuple[int, int], int]:
-        """Per shape (type or -1 for any, topology code): the smallest pending job."""
-        return {shape: min(sizes) for shape, sizes in self._sizes.items()}
+        """Per shape (type or -1 for any, topology code): the smallest pending job.
+        Kept until a size appears or disappears; callers must not change it."""
+        got = self._smallest
+        if got is None:
+            got = self._smallest = {shape: min(sizes) for shape, sizes in self._sizes.items()}
+        return got
 
-    def classes(self) -> set[int]:
+    def classes(self) -> frozenset[int]:
         """Priority classes with pending jobs."""
-        return set(self._classes)
+        return self._class_set
+
+    def has_class(self, c: int) -> bool:
+        """Some pending job is in priority class ``c``."""
+        return c in self._classes
 
     def job(self, slot: int) -> PendingJob:
         j = self.jobs[slot]

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from gigafactory.core.backfill import PlanCache
 from gigafactory.core.cycle import run_cycle
 from gigafactory.core.decisions import Decisions
-from gigafactory.core.facility import Facility, IntArray
-from gigafactory.core.jobs import JobSpec, Placement, TopologyWish
+from gigafactory.core.facility import Facility
+from gigafactory.core.jobs import JobSpec, Placement, RunningJob, TopologyWish
 from gigafactory.core.placement import FailedPlacements
 from gigafactory.core.policies import Policy, get_policy
 from gigafactory.core.queue import PendingJob, PendingTable
@@ -63,31 +63,6 @@ class SchedulerConfig:
             raise ValueError("reservation_depth, max_victims and reclaim_attempts must be positive")
         if self.reclaim_deadline < 0 or self.preemption_grace < 0:
             raise ValueError("reclaim_deadline and preemption_grace must not be negative")
-
-
-@dataclass(slots=True)
-class RunningJob:
-    spec: JobSpec
-    tenant: int
-    nodes: IntArray
-    counts: IntArray
-    start_time: float
-    last_checkpoint: float | None = None
-    attained_before: float = 0.0
-    preempting: bool = False
-    expected_end: float = field(default=math.inf)
-
-    @property
-    def placement(self) -> Placement:
-        return Placement(tuple(zip(self.nodes.tolist(), self.counts.tolist(), strict=True)))
-
-    def progress_since_checkpoint(self, now: float) -> float:
-        """Seconds of work lost if the job stopped now."""
-        mark = self.start_time if self.last_checkpoint is None else max(self.last_checkpoint, self.start_time)
-        return max(0.0, now - mark)
-
-    def attained(self, now: float) -> float:
-        return self.attained_before + self.spec.gpus * max(0.0, now - self.start_time)
 
 
 class Scheduler:

@@ -126,6 +126,12 @@ class ShareTree:
         self.rolled = [i for i in range(n - 1, 0, -1) if self.parent_l[i] != 0]
         self.bounded = [i for i in range(n - 1, 0, -1) if self.cap_l[i] != INF or self.children[i]]
         self.parents = [i for i in range(n) if self.children[i]]
+        #: per parent, its children's weights; parents none of whose children has a
+        #: guarantee (their entitlements are a plain water-fill of demand)
+        self.kid_weights: dict[int, list[float]] = {p: [self.weight_l[c] for c in self.children[p]]
+                                                    for p in self.parents}
+        self.unguaranteed = frozenset(p for p in self.parents
+                                      if not any(self.guarantee_l[c] > 0 for c in self.children[p]))
         #: some tenant has a guarantee (else nothing is ever owed, so nothing reclaimed)
         self.guaranteed = bool((self.guarantee > 0).any())
         #: tenants with a finite lend limit (the only ones that keep capacity back)
@@ -185,21 +191,20 @@ class ShareTree:
 def _water_fill(amount: float, lo: Sequence[float], hi: Sequence[float], w: Sequence[float]) -> list[float]:
     """Give ``amount`` to children: each starts at ``lo`` and rises by weight, up to ``hi``.
 
-    Max-min fair by weight: the child with the smallest ``(hi - lo) / w`` saturates first.
+    Max-min fair by weight: the child with the smallest ``(hi - lo) / w`` saturates first
+    (ties by index: the sort is stable).
     """
     alloc = list(lo)
     left = amount - sum(lo)
-    active = sorted(
-        (i for i in range(len(lo)) if hi[i] > lo[i] + 1e-12),
-        key=lambda i: ((hi[i] - lo[i]) / w[i], i),
-    )
-    wsum = sum(w[i] for i in active)
+    room = [(h - low) / wi for low, h, wi in zip(lo, hi, w, strict=True)]
+    active = sorted([i for i, (low, h) in enumerate(zip(lo, hi, strict=True)) if h > low + 1e-12],
+                    key=room.__getitem__)
+    wsum = sum([w[i] for i in active])
     for k, i in enumerate(active):
         if left <= 1e-12 or wsum <= 0:
             break
         level = left / wsum  # per unit of weight
-        room = (hi[i] - lo[i]) / w[i]
-        if room <= level:
+        if room[i] <= level:
             give = hi[i] - lo[i]
         else:
             # No one else saturates: share what is left by weight among the rest.
@@ -244,12 +249,17 @@ def entitlements_of(tree: ShareTree, capacity: float, demand: list[float]) -> li
     want[0] = sum(want[c] for c in children[0])
     ent = [0.0] * n
     ent[0] = min(float(capacity), want[0])
-    guarantee, lend, weight = tree.guarantee_l, tree.lend_l, tree.weight_l
+    guarantee, lend = tree.guarantee_l, tree.lend_l
     for p in tree.parents:  # parents precede children
         kids = children[p]
         amount = ent[p]
-        g = [guarantee[c] for c in kids]
         d = [want[c] for c in kids]
+        if p in tree.unguaranteed:  # no child has a guarantee: every base is 0, none is kept
+            alloc = _water_fill(amount, [0.0] * len(kids), d, tree.kid_weights[p])
+            for c, a in zip(kids, alloc, strict=True):
+                ent[c] = a
+            continue
+        g = [guarantee[c] for c in kids]
         base = [min(gi, di) for gi, di in zip(g, d, strict=True)]
         if sum(base) > amount:
             total = sum(base)
@@ -258,7 +268,7 @@ def entitlements_of(tree: ShareTree, capacity: float, demand: list[float]) -> li
             continue
         kept = sum(max(0.0, gi - di - lend[c]) for c, gi, di in zip(kids, g, d, strict=True))
         budget = max(sum(base), amount - kept)
-        alloc = _water_fill(budget, base, d, [weight[c] for c in kids])
+        alloc = _water_fill(budget, base, d, tree.kid_weights[p])
         for c, a in zip(kids, alloc, strict=True):
             ent[c] = a
     return ent

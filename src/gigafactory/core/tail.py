@@ -36,7 +36,8 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
     """Admit the tail jobs that something can help (see the module); the others wait."""
     p, q = ctx.policy, ctx.s.queue
     if ctx.stop is not None:
-        ctx.tail = (rest, [f"behind job {ctx.stop} (strict first-come first-served)"] * rest.shape[0])
+        if ctx.s.config.explain:
+            ctx.tail = (rest, [f"behind job {ctx.stop} (strict first-come first-served)"] * rest.shape[0])
         return
     n = rest.shape[0]
     gpus = q.gpus[rest]
