@@ -248,8 +248,14 @@ def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None
     s.remove_pending(job.spec.id)
     rj = RunningJob(job.spec, job.tenant, nodes, counts, ctx.now, None, job.attained_service)
     s._start(rj)
-    if ctx._avail is not None:
-        ctx._avail[nodes] = np.maximum(ctx._avail[nodes], rj.expected_end)
+    av = ctx._avail
+    if av is not None:
+        if nodes.shape[0] == 1:
+            n = int(nodes[0])
+            if rj.expected_end > av[n]:
+                av[n] = rj.expected_end
+        else:
+            av[nodes] = np.maximum(av[nodes], rj.expected_end)
     ctx.starts.append(StartJob(job.spec.id, rj.placement, reason))
     ctx.settled = idle(s, ctx)
 
@@ -264,19 +270,29 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
         ctx.blocked.append((job, reason))
         return
     t, nodes, counts = planned
-    claim = np.minimum(s.state.node_free[nodes], counts)
+    st = s.state
     borrowing = tuple(a for a in s.tree.path[job.tenant]
                       if s.used[a] + spec.gpus > ctx.ent[a] + 1e-6) if ctx.policy.reclaim else ()
-    accel = int(s.facility.node_accel[nodes[0]])
-    if claim.any():
-        keep = claim > 0
-        res = Reservation(job, t, nodes, counts, nodes[keep], claim[keep], borrowing, accel)
-        res.claimed = int(res.claim_counts.sum())
-        s.state._apply(res.claim_nodes, -res.claim_counts)
-        _claimed(ctx, res.accel, res.claimed)
-    else:  # its nodes are busy: it claims nothing now (the usual case)
-        res = Reservation(job, t, nodes, counts, _NONE, _NONE, borrowing, accel)
-    ctx.avail()[nodes] = t + spec.expected_runtime
+    first = int(nodes[0])
+    accel = int(s.facility.node_accel[first])
+    if nodes.shape[0] == 1:  # one node: the same, on scalars
+        take = min(int(st.node_free[first]), int(counts[0]))
+        claim_nodes, claim = (nodes, np.array([take], dtype=np.int64)) if take > 0 else (_NONE, _NONE)
+        ctx.avail()[first] = t + spec.expected_runtime
+    else:
+        free = st.node_free[nodes]
+        if free.any():
+            claim = np.minimum(free, counts)
+            keep = claim > 0
+            claim_nodes, claim = nodes[keep], claim[keep]
+        else:
+            claim_nodes, claim = _NONE, _NONE
+        ctx.avail()[nodes] = t + spec.expected_runtime
+    res = Reservation(job, t, nodes, counts, claim_nodes, claim, borrowing, accel)
+    if claim.shape[0]:  # else its nodes are busy: it claims nothing now (the usual case)
+        res.claimed = int(claim.sum())
+        st._apply(claim_nodes, -claim)
+        _claimed(ctx, accel, res.claimed)
     ctx.reservations.append(res)
     ctx.latest_reservation = max(ctx.latest_reservation, t)
     ctx.reserved_classes.add(int(spec.priority))

@@ -37,7 +37,7 @@ class PlanCache:
     is not planned again (most cycles keep the same reservations).
 
     The key is everything :func:`plan` reads that can change: the gang's shape, the
-    raw ``avail`` array and which nodes are up. ``now`` only clamps ``avail`` from
+    raw ``avail`` array and which nodes are up (the state's ``up_version``). ``now`` only clamps ``avail`` from
     below, so a plan that starts after ``now`` is the same for every earlier ``now``:
     a cached plan is used only while its start is still in the future, and only plans
     that start in the future are stored. The results are exactly :func:`plan`'s.
@@ -53,7 +53,7 @@ class PlanCache:
 
     def plan(self, state: ClusterState, avail: FloatArray, gpus: int, accel: int | None,
              wish: TopologyWish, now: float) -> Plan | None:
-        key = (gpus, accel, wish, avail.tobytes(), state.node_up.tobytes())
+        key = (gpus, accel, wish, avail.tobytes(), state.up_version)
         got = self._cur.get(key) or self._prev.get(key)
         if got is not None and got[0] > now:
             self._cur[key] = got

@@ -136,7 +136,7 @@ def entitle(ctx: CycleContext) -> None:
     tree = s.tree
     if not (ctx.policy.shares or s.config.explain):
         return  # nothing in this cycle reads them
-    demand = [u + p for u, p in zip(s.used.tolist(), s.pending_gpus.tolist(), strict=True)]
+    demand = (s.used + s.pending_gpus).tolist()
     ctx.ent = np.array(shares.entitlements_of(tree, float(s.state.up_gpus), demand))
     total = float(s._usage.sum())
     share = s._usage / total if total > 0 else np.zeros(len(tree))

@@ -188,13 +188,13 @@ class FailedPlacements:
         shape = (gpus, accel, wish)
         key = None
         if shape in self._shapes or shape in self._shapes_prev:
-            key = (*shape, state.node_free.tobytes(), state.node_up.tobytes())
+            key = (*shape, state.node_free.tobytes(), state.up_version)
             if key in self._cur or key in self._prev:
                 self._cur.add(key)
                 self._shapes.add(shape)
                 return None
         got = place(state, gpus, accel, wish)
         if got is None:
-            self._cur.add(key or (*shape, state.node_free.tobytes(), state.node_up.tobytes()))
+            self._cur.add(key or (*shape, state.node_free.tobytes(), state.up_version))
             self._shapes.add(shape)
         return got

@@ -74,6 +74,8 @@ class ClusterState:
         #: bumped by every change of a free count or of a node's up state, so callers
         #: can tell that nothing a placement reads has changed since they last looked
         self.version = 0
+        #: bumped by every change of a node's up state only (cheap cache keys for it)
+        self.up_version = 0
 
     # ------------------------------------------------------------------ queries
     @property
@@ -218,6 +220,7 @@ class ClusterState:
         if bool(self.node_up[node]) == up:
             return
         self.version += 1
+        self.up_version += 1
         arr = np.array([node], dtype=np.int64)
         if not up:
             self.node_up[node] = False

@@ -69,7 +69,11 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
     admitted = np.zeros(n, dtype=bool)
     if masks:
         look = np.flatnonzero(np.logical_or.reduce(masks)) if len(masks) > 1 else np.flatnonzero(masks[0])
-        if look.shape[0]:
+        if not look.shape[0]:
+            pass
+        elif fits is not None and len(masks) == 1 and len(queued) == 1:
+            admit_fitting(ctx, rest, look, gpus[look], next(iter(queued)), admitted)
+        else:
             admit_tail(ctx, Tail.of(ctx, rest, look, fits, backfills, reclaims, heads), admitted)
     if ctx.s.config.explain:
         waiting = rest[~admitted]
@@ -127,6 +131,30 @@ def admit_tail(ctx: CycleContext, t: Tail, admitted: Mask) -> None:
     i = 0
     while i < t.n:
         i = _scan(ctx, t, i, admitted)
+
+
+def admit_fitting(ctx: CycleContext, rest: IntArray, look: IntArray, gpus: IntArray,
+                  shape: tuple[int, int], admitted: Mask) -> None:
+    """:func:`admit_tail` where only "might fit" can help (no claims to backfill into,
+    nothing to reclaim, every class has its reservation) and every queued job has one
+    shape: admit, in order, each job no larger than the shape's limit when its turn
+    comes. ``look`` indexes the jobs of ``rest`` that were that small at the start."""
+    q = ctx.s.queue
+    i, n = 0, look.shape[0]
+    while i < n:
+        limit = fit_limits(ctx, (shape,))
+        epoch = _epoch(ctx)
+        for c in np.flatnonzero(gpus[i:] <= limit[shape]).tolist():
+            j = i + c
+            admitted[look[j]] = True
+            steps.admit(ctx, q.job(int(rest[look[j]])))
+            if ctx.settled:
+                return
+            if _epoch(ctx) != epoch or fit_limits(ctx, (shape,)) != limit:
+                i = j + 1
+                break
+        else:
+            return
 
 
 def _scan(ctx: CycleContext, t: Tail, i: int, admitted: Mask) -> int:
