@@ -288,16 +288,25 @@ def _one_by_one(ctx: CycleContext, t: Tail, admitted: np.ndarray) -> None:
                 return
 
 
+def _fitting_one_by_one(ctx: CycleContext, rest: np.ndarray, look: np.ndarray, gpus: np.ndarray,
+                        shape: tuple[int, int], admitted: np.ndarray) -> None:
+    """:func:`_one_by_one` in place of the tail's lean loop for fitting jobs."""
+    fits = np.zeros(rest.shape[0], dtype=bool)
+    fits[look] = True
+    _one_by_one(ctx, Tail.of(ctx, rest, look, fits, None, None, None), admitted)
+
+
 @PROPS
 @given(worlds(), st.booleans())
 def test_the_vectorised_tail_admits_what_the_plain_loop_admits(w: World, explain: bool) -> None:
     """The tail's scan (masks rebuilt only when something they read changed, futile
-    backfill candidates charged in bulk) decides exactly what admitting job by job does."""
+    backfill candidates charged in bulk, a lean loop when only fitting can help) decides
+    exactly what admitting job by job does."""
     from unittest.mock import patch
 
     from gigafactory.core import tail
 
     fast = drive(w, validate=False, explain=explain)
-    with patch.object(tail, "admit_tail", _one_by_one):
+    with patch.object(tail, "admit_tail", _one_by_one), patch.object(tail, "admit_fitting", _fitting_one_by_one):
         plain = drive(w, validate=False, explain=explain)
     assert fast == plain

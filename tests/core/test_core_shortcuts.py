@@ -202,3 +202,35 @@ def test_an_update_that_would_overflow_a_node_changes_nothing(k: int) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(before[:3], after[:3], strict=True))
     assert before[3:] == after[3:]  # the version too: nothing changed
     st.check()
+
+
+@pytest.mark.parametrize("explain", [True, False])
+def test_the_lean_tail_loop_rescans_after_a_failed_size_and_after_each_start(explain: bool) -> None:
+    """Nodes 0-1 are busy until t=100, node 2 has 1 GPU free, node 3 has 2. The head job
+    (8 GPUs) reserves nodes 0-1 and claims nothing, so only "might fit" can help the tail
+    (the lean loop): a needs 3 GPUs on one node and fails, which lowers the limit to 2;
+    b (2) starts on node 3, then c (1) on node 2, and the cycle has settled."""
+    from unittest.mock import patch
+
+    from gigafactory.core import tail
+
+    f = a_facility().nodes(4).gpus_per_node(4).per_block(4).build()
+    s = Scheduler(f, a_tree().project("p").build(), "easy-backfill", SchedulerConfig(explain=explain))
+    for name, g, runs in (("x", 8, 100), ("y", 3, 500), ("z", 2, 2000)):
+        s.submit(a_job(name, "p").gpus(g).runs(runs).build())
+    assert [x.job_id for x in s.cycle(0).starts] == ["x", "y", "z"]
+    for name, g in (("h", 8), ("a", 3), ("b", 2), ("c", 1)):
+        s.submit(a_job(name, "p").gpus(g).runs(50).at(1).build(), now=1)
+    lean = tail.admit_fitting
+    calls: list[int] = []
+
+    def counted(*args: object) -> None:
+        calls.append(1)
+        lean(*args)  # type: ignore[arg-type]
+
+    with patch.object(tail, "admit_fitting", counted):
+        d = s.cycle(1)
+    assert calls, "the lean loop was not used"
+    assert [x.job_id for x in d.starts] == ["b", "c"]
+    assert [r.job_id for r in d.reservations] == ["h"]
+    assert s.state.free_total == 0
