@@ -38,6 +38,9 @@ class ClusterState:
         self.rack_free: IntArray = np.bincount(f.node_rack, weights=f.node_gpus).astype(np.int64)
         self.block_free: IntArray = np.bincount(f.node_block, weights=f.node_gpus).astype(np.int64)
         self.block_whole: IntArray = np.bincount(f.node_block).astype(np.int64)
+        # wholly free nodes in service, per accelerator type (plain ints, kept with block_whole)
+        self._whole_of: list[int] = np.bincount(f.node_accel, minlength=len(f.accel_names)).tolist()
+        self._whole_total = f.n_nodes
         self.accel_free: IntArray = np.bincount(
             f.node_accel, weights=f.node_gpus, minlength=len(f.accel_names)
         ).astype(np.int64)
@@ -54,8 +57,6 @@ class ClusterState:
         self._min_node_gpus_of = {
             a: int(f.node_gpus[f.node_accel == a].min(initial=0)) for a in range(len(f.accel_names))
         }
-        self._nodes_of = [np.flatnonzero(f.node_accel == a) for a in range(len(f.accel_names))]
-        self._blocks_of = [np.flatnonzero(f.block_accel == a) for a in range(len(f.accel_names))]
         #: contiguous node ranges of each topology level: (start, end) arrays
         self.ranges: dict[str, tuple[IntArray, IntArray]] = {"block": (f.block_start, f.block_end),
                                                              "pool": (f.pool_start, f.pool_end)}
@@ -102,16 +103,13 @@ class ClusterState:
         wholly free nodes that every multi-node placement takes."""
         if gpus > self.free_for(accel):
             return False
-        if gpus <= self.min_node_size_for(accel):
-            free = self.node_free if accel is None else self.node_free[self._nodes_of[accel]]
-            return int(free.max(initial=0)) >= gpus
+        if gpus <= self.min_node_size_for(accel):  # a wholly free node, or a partly used one
+            return self.whole_nodes(accel) > 0 or self.best_partial_node(gpus, accel) >= 0
         return self.whole_nodes(accel) >= gpus // self.node_size_for(accel)
 
     def whole_nodes(self, accel: int | None) -> int:
         """Wholly free nodes in service (of one accelerator type, or of any)."""
-        if accel is None:
-            return int(self.block_whole.sum())
-        return int(self.block_whole[self._blocks_of[accel]].sum())
+        return self._whole_total if accel is None else self._whole_of[accel]
 
     def best_partial_node(self, need: int, accel: int | None) -> int:
         """The partly used node with the fewest free GPUs ≥ ``need`` (lowest index on ties).
@@ -186,9 +184,11 @@ class ClusterState:
         np.add.at(self.rack_free, f.node_rack[nodes], delta)
         np.add.at(self.block_free, f.node_block[nodes], delta)
         np.add.at(self.accel_free, f.node_accel[nodes], delta)
-        np.add.at(
-            self.block_whole, f.node_block[nodes], (new == caps).astype(np.int64) - (old == caps)
-        )
+        whole = (new == caps).astype(np.int64) - (old == caps)
+        np.add.at(self.block_whole, f.node_block[nodes], whole)
+        for a, d in zip(f.node_accel[nodes].tolist(), whole.tolist(), strict=True):
+            self._whole_of[a] += d
+            self._whole_total += d
         partial = (new > 0) & (new < caps)
         for n, k in zip(nodes[partial].tolist(), new[partial].tolist(), strict=True):
             heapq.heappush(self._heaps[k], n)
@@ -210,7 +210,10 @@ class ClusterState:
             self.block_free[blk[n]] += d
             self.accel_free[acc[n]] += d
             if (after == c) != (b == c):
-                self.block_whole[blk[n]] += 1 if after == c else -1
+                w = 1 if after == c else -1
+                self.block_whole[blk[n]] += w
+                self._whole_of[acc[n]] += w
+                self._whole_total += w
             if 0 < after < c:
                 heapq.heappush(self._heaps[after], n)
 
@@ -261,6 +264,9 @@ class ClusterState:
         whole = np.bincount(f.node_block, weights=(free == f.node_gpus), minlength=f.n_blocks)
         if not np.array_equal(whole.astype(np.int64), self.block_whole):
             raise AssertionError("whole-node counts per block drifted")
+        per_accel = np.bincount(f.block_accel, weights=self.block_whole, minlength=len(f.accel_names))
+        if per_accel.astype(np.int64).tolist() != self._whole_of or self._whole_total != sum(self._whole_of):
+            raise AssertionError("whole-node counts per accelerator type drifted")
         if int(free.sum()) != self._free_total:
             raise AssertionError("total free count drifted")
         acc = np.bincount(f.node_accel, weights=free, minlength=len(f.accel_names))
