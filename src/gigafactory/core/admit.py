@@ -170,6 +170,8 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
     if ctx.backfill_left <= 0:
         return None
     ctx.backfill_left -= 1  # every attempt counts: the budget bounds the cycle's work
+    if ctx.s.state.free_for(job.accel) + ctx.claimed < job.spec.gpus:
+        return None  # fewer GPUs free and claimed than it needs (see _attempt)
     later = _around(ctx, job, owed)
     tried = _attempt(ctx, job, later)
     if tried is None:

@@ -84,15 +84,16 @@ def plan(
     if gpus <= state.node_size_for(accel):
         wish = TopologyWish.ANY  # one node satisfies every wish
     level = {TopologyWish.BLOCK: "block", TopologyWish.NVLINK: "domain"}.get(wish, "pool")
-    starts, ends = state.ranges[level]
-    ok = np.ones(starts.shape[0], dtype=bool) if accel is None else f.node_accel[starts] == accel
     best: Plan | None = None
-    for s, e in zip(starts[ok].tolist(), ends[ok].tolist(), strict=True):
-        idx = s + np.flatnonzero(state.node_up[s:e])
-        if idx.shape[0] == 0:
-            continue
+    for s, e, every in state.units(level, accel):
+        if state.down:
+            idx = s + np.flatnonzero(state.node_up[s:e])
+            if idx.shape[0] == 0:
+                continue
+            times = avail[idx]
+        else:  # every node is up
+            idx, times = every, avail[s:e]
         gpn = int(f.node_gpus[s])
-        times = avail[idx]
         if gpn >= gpus:
             k = int(np.argmin(times))
             t = float(times[k])

@@ -53,6 +53,8 @@ def _single_node(state: ClusterState, gpus: int, accel: int | None) -> Alloc | N
     f = state.facility
     node = state.best_partial_node(gpus, accel)
     if node < 0:
+        if not state.whole_nodes(accel):
+            return None  # no partly used node fits and no node is wholly free
         ok = (state.block_whole > 0) & (f.block_node_gpus >= gpus)
         if accel is not None:
             ok &= f.block_accel == accel

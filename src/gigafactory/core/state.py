@@ -64,6 +64,8 @@ class ClusterState:
             ids = np.arange(int(key[-1]) + 1)
             self.ranges[name] = (np.searchsorted(key, ids, side="left").astype(np.int64),
                                  np.searchsorted(key, ids, side="right").astype(np.int64))
+        self._units: dict[tuple[str, int | None], list[tuple[int, int, IntArray]]] = {}
+        self.down = 0  # nodes out of service
         # heaps[k]: nodes believed to have exactly k free GPUs, 0 < k < node size.
         self._heaps: list[list[int]] = [[] for _ in range(self.max_node_gpus + 1)]
         # per-node topology as plain lists, for scalar updates of a few nodes
@@ -93,6 +95,19 @@ class ClusterState:
     def min_node_size_for(self, accel: int | None) -> int:
         """Smallest node of this accelerator type (any type for ``None``)."""
         return self._min_node_gpus if accel is None else self._min_node_gpus_of[accel]
+
+    def units(self, level: str, accel: int | None) -> list[tuple[int, int, IntArray]]:
+        """The node ranges of one topology level (of one accelerator type, or all), each
+        as ``(start, end, node indices)``; built once per level and type."""
+        got = self._units.get((level, accel))
+        if got is None:
+            starts, ends = self.ranges[level]
+            f = self.facility
+            got = [(s, e, np.arange(s, e, dtype=np.int64))
+                   for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+                   if accel is None or int(f.node_accel[s]) == accel]
+            self._units[(level, accel)] = got
+        return got
 
     def could_place(self, gpus: int, accel: int | None) -> bool:
         """False when provably no gang of ``gpus`` or more GPUs of this type (any type
@@ -227,10 +242,12 @@ class ClusterState:
         arr = np.array([node], dtype=np.int64)
         if not up:
             self.node_up[node] = False
+            self.down += 1
             self.up_gpus -= int(self.facility.node_gpus[node])
             self._hold(arr)
         else:
             self.node_up[node] = True
+            self.down -= 1
             self.up_gpus += int(self.facility.node_gpus[node])
             back = int(self.held[node])
             self.held[node] = 0
