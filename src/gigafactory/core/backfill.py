@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gigafactory.core.facility import IntArray
-from gigafactory.core.jobs import TopologyWish
+from gigafactory.core.jobs import Placement, TopologyWish
 from gigafactory.core.state import ClusterState
 
 FloatArray = npt.NDArray[np.float64]
@@ -37,19 +37,32 @@ class PlanCache:
     is not planned again (most cycles keep the same reservations).
 
     The key is everything :func:`plan` reads that can change: the gang's shape, the
-    raw ``avail`` array and which nodes are up (the state's ``up_version``). ``now`` only clamps ``avail`` from
-    below, so a plan that starts after ``now`` is the same for every earlier ``now``:
-    a cached plan is used only while its start is still in the future, and only plans
-    that start in the future are stored. The results are exactly :func:`plan`'s.
+    raw ``avail`` array and which nodes are up (the state's ``up_version``). ``now``
+    only clamps ``avail`` from below, so a plan that starts after ``now`` is the same
+    for every earlier ``now``: a cached plan is used only while its start is still in
+    the future, and only plans that start in the future are stored. The results are
+    exactly :func:`plan`'s. A cached plan's arrays are read-only.
     """
 
     def __init__(self) -> None:
         self._cur: dict[tuple[object, ...], Plan] = {}
         self._prev: dict[tuple[object, ...], Plan] = {}
+        # Placement of a plan's arrays, by their identity (the entry keeps them alive)
+        self._where: dict[int, tuple[IntArray, IntArray, Placement]] = {}
+        self._where_prev: dict[int, tuple[IntArray, IntArray, Placement]] = {}
 
     def rotate(self) -> None:
         """A new cycle: forget plans older than the last cycle."""
         self._prev, self._cur = self._cur, {}
+        self._where_prev, self._where = self._where, {}
+
+    def placement(self, nodes: IntArray, counts: IntArray) -> Placement:
+        """``Placement`` of a plan's nodes and counts, built once while the plan is reused."""
+        got = self._where.get(id(nodes)) or self._where_prev.get(id(nodes))
+        if got is None or got[0] is not nodes or got[1] is not counts:
+            got = (nodes, counts, Placement(tuple(zip(nodes.tolist(), counts.tolist(), strict=True))))
+        self._where[id(nodes)] = got
+        return got[2]
 
     def plan(self, state: ClusterState, avail: FloatArray, gpus: int, accel: int | None,
              wish: TopologyWish, now: float) -> Plan | None:
@@ -60,6 +73,7 @@ class PlanCache:
             return got
         got = plan(state, avail, gpus, accel, wish, now)
         if got is not None and got[0] > now:
+            got[1].flags.writeable = got[2].flags.writeable = False
             self._cur[key] = got
         return got
 

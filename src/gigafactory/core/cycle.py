@@ -26,7 +26,7 @@ from gigafactory.core.decisions import (
     StartJob,
 )
 from gigafactory.core.facility import IntArray
-from gigafactory.core.jobs import Placement, TopologyWish
+from gigafactory.core.jobs import TopologyWish
 from gigafactory.core.policies import Policy
 from gigafactory.core.shares import fair_share_factor
 from gigafactory.core.tail import wait_tail
@@ -212,9 +212,7 @@ def decide(ctx: CycleContext) -> Decisions:
         starts=tuple(ctx.starts),
         preemptions=tuple(ctx.preemptions),
         reservations=tuple(
-            ReserveJob(r.job.spec.id, r.start,
-                       Placement(tuple(zip(r.nodes.tolist(), r.counts.tolist(), strict=True))),
-                       firm=not r.borrowing)
+            ReserveJob(r.job.spec.id, r.start, s.plans.placement(r.nodes, r.counts), firm=not r.borrowing)
             for r in ctx.reservations
         ),
         pending=tuple(ctx.status.values()),
