@@ -64,7 +64,7 @@ def idle(s: Scheduler, ctx: CycleContext | None = None) -> bool:
     free GPUs only shrink and claims only move them around, so once this holds no
     later step can start a job. Such a cycle returns the reservations made so far; its
     starts and preemptions are exactly those of the full cycle."""
-    if s.config.explain or preemption.may_preempt(s):
+    if s.config.explain or ((ctx is None or ctx.reclaimable) and preemption.may_preempt(s)):
         return False
     q, st = s.queue, s.state
     if ctx is None or not ctx.claimed:
@@ -90,14 +90,14 @@ def admit(ctx: CycleContext, job: PendingJob) -> None:
         start(ctx, job, alloc, "fits now")
         return
     if ctx.policy.backfill and ctx.reservations and ctx.backfill_left > 0:
-        owed = ctx.policy.reclaim and preemption.owed(ctx, job)
+        owed = ctx.reclaimable and ctx.policy.reclaim and preemption.owed(ctx, job)
         got = try_backfill(ctx, job, owed)
         if got is not None:
             alloc, around = got
             start(ctx, job, alloc, around)
             return
-    if ctx.policy.reclaim and preemption.reclaim(ctx, job):
-        return
+    if ctx.reclaimable and ctx.policy.reclaim and preemption.reclaim(ctx, job):
+        return  # (without anything reclaimable, reclaim() would return False at once)
     wants_reservation = ctx.policy.reserve and (
         len(ctx.reservations) < ctx.depth or int(job.spec.priority) not in ctx.reserved_classes
     )

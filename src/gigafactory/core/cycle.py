@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gigafactory.core import admit as steps
-from gigafactory.core import backfill, shares
+from gigafactory.core import backfill, preemption, shares
 from gigafactory.core.decisions import (
     CycleStats,
     Decisions,
@@ -90,6 +90,7 @@ class CycleContext:
     reclaim_failed: dict[tuple[object, ...], int] = field(default_factory=dict)
     backfill_failed: dict[tuple[object, ...], int] = field(default_factory=dict)  # → state version
     settled: bool = False  # nothing more can start or be preempted (see :func:`admit.idle`)
+    reclaimable: bool = True  # preemption.may_preempt() at the snapshot (it cannot turn true later)
     _avail: FloatArray | None = None
 
     def avail(self) -> FloatArray:
@@ -115,9 +116,12 @@ class CycleContext:
 # ---------------------------------------------------------------- phases
 def snapshot(s: Scheduler, now: float) -> CycleContext:
     """Fix the inputs of this cycle: time, policy, and GPUs already being reclaimed."""
-    ctx = CycleContext(s, now, s.policy, reclaim_left=s.config.reclaim_attempts)
+    ctx = CycleContext(s, now, s.policy, reclaim_left=s.config.reclaim_attempts,
+                       reclaimable=preemption.may_preempt(s))
     s.plans.rotate()
     s.failed_placements.rotate()
+    if not ctx.reclaimable:
+        return ctx  # nothing reads committed or taken GPUs: nothing can be reclaimed
     ctx.committed = np.zeros(len(s.tree))
     ctx.taken = np.zeros(len(s.tree))
     for jid in list(s.reclaiming):

@@ -217,10 +217,13 @@ class Scheduler:
         h = self.config.usage_half_life
         leaf_used = self.used * self._leaf
         if math.isinf(h) or h <= 0:
-            self._usage += leaf_used * dt
-        else:
+            leaf_used *= dt
+        else:  # usage * k + leaf_used * (h / ln 2) * (1 - k), in place
             k = 0.5 ** (dt / h)
-            self._usage = self._usage * k + leaf_used * (h / math.log(2)) * (1.0 - k)
+            self._usage *= k
+            leaf_used *= h / math.log(2)
+            leaf_used *= 1.0 - k
+        self._usage += leaf_used
         self.now = now
 
     @property
