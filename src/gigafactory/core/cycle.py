@@ -58,7 +58,7 @@ def run_cycle(s: Scheduler, now: float) -> Decisions:
     return decide(ctx)
 
 
-@dataclass
+@dataclass(slots=True)
 class CycleContext:
     """Scratch state of one cycle; dropped when the cycle ends."""
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gigafactory.core.jobs import PriorityClass
+from gigafactory.core.queue import N_CLASSES
 
 if TYPE_CHECKING:
     from gigafactory.core.cycle import CycleContext
@@ -69,8 +69,10 @@ def _gigafactory_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> n
         if keys[t] != last:
             r, last = r + 1, keys[t]
         rank[t] = r
-    group: np.ndarray = np.asarray(rank, dtype=np.int64)[q.tenant[slots]] - q.prio[slots] * len(keys)
-    return _small(group, len(keys) * (max(PriorityClass) + 1))
+    # one key per tenant and class (the queue's tclass code), then one lookup per job
+    table = (np.asarray(rank, dtype=np.int64)[:, None] - np.arange(N_CLASSES) * len(keys)).ravel()
+    group: np.ndarray = _small(table, len(keys) * N_CLASSES)[q.tclass[slots]]
+    return group
 
 
 def _small(keys: np.ndarray, bound: int) -> np.ndarray:

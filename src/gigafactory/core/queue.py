@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gigafactory.core.facility import IntArray
-from gigafactory.core.jobs import JobSpec, TopologyWish
+from gigafactory.core.jobs import JobSpec, PriorityClass, TopologyWish
 
 FloatArray = npt.NDArray[np.float64]
 TOPOLOGY_CODE = {w: i for i, w in enumerate(TopologyWish)}
@@ -29,13 +29,16 @@ class PendingJob:
     slot: int = -1
 
 
-_INT_COLS = ("gpus", "prio", "tenant", "accel", "topo", "seq")
+_INT_COLS = ("gpus", "prio", "tenant", "accel", "topo", "seq", "tclass")
+#: priority classes, for the ``tclass`` column (tenant × classes + class)
+N_CLASSES = len(PriorityClass)
 _FLOAT_COLS = ("submit", "runtime", "oracle", "attained", "since")
 
 
 class PendingTable:
     """Columns: gpus, prio, tenant, accel (-1 = any), topo, seq (arrival order),
-    submit, runtime (planned), oracle (true runtime or planned), attained, since."""
+    tclass (tenant × ``N_CLASSES`` + prio: one code per tenant and class), submit,
+    runtime (planned), oracle (true runtime or planned), attained, since."""
 
     def __init__(self, capacity: int = 1024) -> None:
         self._cap = capacity
@@ -68,6 +71,7 @@ class PendingTable:
     accel: IntArray
     topo: IntArray
     seq: IntArray
+    tclass: IntArray
     submit: FloatArray
     runtime: FloatArray
     oracle: FloatArray
@@ -98,6 +102,7 @@ class PendingTable:
         self.gpus[i] = spec.gpus
         self.prio[i] = int(spec.priority)
         self.tenant[i] = job.tenant
+        self.tclass[i] = job.tenant * N_CLASSES + int(spec.priority)
         self.accel[i] = -1 if job.accel is None else job.accel
         self.topo[i] = TOPOLOGY_CODE[spec.topology]
         self.seq[i] = self._seq
