@@ -234,3 +234,30 @@ def test_the_lean_tail_loop_rescans_after_a_failed_size_and_after_each_start(exp
     assert [x.job_id for x in d.starts] == ["b", "c"]
     assert [r.job_id for r in d.reservations] == ["h"]
     assert s.state.free_total == 0
+
+
+def test_a_failed_backfill_attempt_leaves_free_counts_claims_and_version_as_they_were() -> None:
+    """Nodes 0 and 1 each have 1 GPU free. The head job (8 GPUs) reserves both and claims
+    those 2 GPUs; a short 2-GPU job may backfill into the claims but needs 2 free on one
+    node, so its attempt fails. It must put back exactly what it took, and the version
+    stays, so the tail does not rescan and the memo key holds."""
+    from gigafactory.core.cycle import entitle, snapshot
+
+    f = a_facility().nodes(2).gpus_per_node(4).per_block(2).build()
+    s = Scheduler(f, a_tree().project("p").build(), "easy-backfill", SchedulerConfig(explain=False))
+    s.submit(a_job("a0", "p").gpus(3).runs(100).build())
+    s.submit(a_job("a1", "p").gpus(3).runs(1000).build())
+    assert {x.job_id for x in s.cycle(0).starts} == {"a0", "a1"}
+    s.submit(a_job("b", "p").gpus(8).runs(500).at(1).build(), now=1)
+    s.submit(a_job("c", "p").gpus(2).runs(50).at(1).build(), now=1)
+    ctx = snapshot(s, 1.0)
+    entitle(ctx)
+    admit.admit(ctx, s.pending["b"])
+    assert [r.job.spec.id for r in ctx.reservations] == ["b"] and ctx.claimed == 2
+    version, free = s.state.version, s.state.node_free.copy()
+    claims = [(r.claim_nodes.tolist(), r.claim_counts.tolist()) for r in ctx.reservations]
+    assert admit.try_backfill(ctx, s.pending["c"]) is None
+    assert s.state.version == version
+    assert s.state.node_free.tolist() == free.tolist() and ctx.claimed == 2
+    assert [(r.claim_nodes.tolist(), r.claim_counts.tolist()) for r in ctx.reservations] == claims
+    assert admit.failed_before(ctx, (2, None, TopologyWish.ANY, (id(ctx.reservations[0]),)))

@@ -177,6 +177,7 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
     if tried is None:
         return None
     st = ctx.s.state
+    before = st.version
     end = ctx.now + job.spec.expected_runtime
     for r in later:
         st._apply(r.claim_nodes, r.claim_counts)
@@ -191,7 +192,8 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
         r.claimed = int(r.claim_counts.sum())
         st._apply(r.claim_nodes, -r.claim_counts)
         _claimed(ctx, r.accel, r.claimed)
-    if alloc is None:
+    if alloc is None:  # nothing placed: every claim was taken back whole, as it was
+        st.version = before  # so nothing a placement reads changed (no rescan, same memo key)
         ctx.backfill_failed[tried] = st.version
         return None
     st._apply(alloc[0], alloc[1])
