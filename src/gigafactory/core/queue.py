@@ -53,9 +53,8 @@ class PendingTable:
         self._seq = 0
         # live slots by arrival (submit time, then sequence), kept up to date lazily
         self._order: IntArray = np.zeros(0, dtype=np.int64)
-        self._order_seq: IntArray = np.zeros(0, dtype=np.int64)
         self._added: list[int] = []
-        self._removed = False
+        self._gone: list[int] = []  # slots removed since the order was last brought up to date
         # per shape (type or -1, topology code): how many pending jobs of each size;
         # per priority class: how many pending jobs (so a cycle can tell cheaply
         # that no queued job could fit, or that every class is present)
@@ -143,20 +142,21 @@ class PendingTable:
         self.jobs[i] = None
         self.alive[i] = False
         self._free.append(i)
-        self._removed = True
+        self._gone.append(i)
         job.slot = -1
 
     def slots(self) -> IntArray:
         """Live slots, in arrival order: submit time, then sequence number.
 
-        Kept from call to call: removed slots are filtered out, and jobs added since
-        are appended when they come after every other (the usual case), else the
-        order is rebuilt."""
-        order, seqs = self._order, self._order_seq
-        if self._removed:
-            keep = self.alive[order] & (self.seq[order] == seqs)  # a reused slot has a new seq
-            order, seqs = order[keep], seqs[keep]
-            self._removed = False
+        Kept from call to call: removed slots are dropped (before new jobs are added, so
+        a reused slot is dropped and then added as its new job), and jobs added since are
+        appended when they come after every other (the usual case), else the order is
+        rebuilt."""
+        order = self._order
+        if self._gone:
+            gone = self._gone
+            order = order[order != gone[0]] if len(gone) == 1 else order[~np.isin(order, gone)]
+            self._gone = []
         if self._added:
             sub, seq = self.submit, self.seq
             new = sorted({i for i in self._added if self.alive[i]}, key=lambda i: (sub[i], seq[i]))
@@ -167,8 +167,7 @@ class PendingTable:
                 else:
                     live = np.flatnonzero(self.alive)
                     order = live[np.lexsort((seq[live], sub[live]))]
-                seqs = seq[order]
-        self._order, self._order_seq = order, seqs
+        self._order = order
         return order
 
     def smallest(self) -> dict[tuple[int, int], int]:
