@@ -92,8 +92,9 @@ def test_tree_validation(tenants: list[TenantSpec], message: str) -> None:
 def test_spec_validation() -> None:
     with pytest.raises(ValueError, match="guarantee must not be negative"):
         TenantSpec("x", guarantee=-1)
-    with pytest.raises(ValueError, match="weight must be positive"):
-        TenantSpec("x", weight=0)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):  # an infinite weight made NaN shares
+        with pytest.raises(ValueError, match="weight must be a positive finite number"):
+            TenantSpec("x", weight=bad)
 
 
 def test_jobs_only_on_projects() -> None:

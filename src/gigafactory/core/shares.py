@@ -52,8 +52,8 @@ class TenantSpec:
             raise ValueError(f"tenant {self.name}: borrow_limit must not be negative")
         if self.lend_limit is not None and self.lend_limit < 0:
             raise ValueError(f"tenant {self.name}: lend_limit must not be negative")
-        if not self.weight > 0:
-            raise ValueError(f"tenant {self.name}: weight must be positive")
+        if not (self.weight > 0 and math.isfinite(self.weight)):
+            raise ValueError(f"tenant {self.name}: weight must be a positive finite number, got {self.weight}")
 
     @property
     def cap(self) -> float:
