@@ -76,6 +76,7 @@ class ClusterState:
         self._acc: list[int] = f.node_accel.tolist()
         #: bumped by every change of a free count or of a node's up state, so callers
         #: can tell that nothing a placement reads has changed since they last looked
+        #: (a caller that undid its own changes exactly may set it back: see try_backfill)
         self.version = 0
         #: bumped by every change of a node's up state only (cheap cache keys for it)
         self.up_version = 0

@@ -69,11 +69,10 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
     admitted = np.zeros(n, dtype=bool)
     if masks:
         look = np.flatnonzero(np.logical_or.reduce(masks)) if len(masks) > 1 else np.flatnonzero(masks[0])
-        if not look.shape[0]:
-            pass
-        elif fits is not None and len(masks) == 1 and len(queued) == 1:
+        only_fits = fits is not None and len(masks) == 1 and len(queued) == 1
+        if look.shape[0] and only_fits:
             admit_fitting(ctx, rest, look, gpus[look], next(iter(queued)), admitted)
-        else:
+        elif look.shape[0]:
             admit_tail(ctx, Tail.of(ctx, rest, look, fits, backfills, reclaims, heads), admitted)
     if ctx.s.config.explain:
         waiting = rest[~admitted]
