@@ -107,6 +107,8 @@ class ClusterState:
             got = [(s, e, np.arange(s, e, dtype=np.int64))
                    for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
                    if accel is None or int(f.node_accel[s]) == accel]
+            for _, _, every in got:
+                every.flags.writeable = False  # shared by every plan that reads it
             self._units[(level, accel)] = got
         return got
 
