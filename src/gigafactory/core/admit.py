@@ -170,12 +170,10 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
     if ctx.backfill_left <= 0:
         return None
     ctx.backfill_left -= 1  # every attempt counts: the budget bounds the cycle's work
-    if ctx.s.state.free_for(job.accel) + ctx.claimed < job.spec.gpus:
-        return None  # fewer GPUs free and claimed than it needs (see _attempt)
-    later = _around(ctx, job, owed)
-    tried = _attempt(ctx, job, later)
-    if tried is None:
+    got = _attempt(ctx, job, owed)
+    if got is None:
         return None
+    tried, later = got
     st = ctx.s.state
     before = st.version
     end = ctx.now + job.spec.expected_runtime
@@ -214,20 +212,25 @@ def _around(ctx: CycleContext, job: PendingJob, owed: bool) -> list[Reservation]
         r.start >= end or (owed and any(a not in mine for a in r.borrowing)))]
 
 
-def _attempt(ctx: CycleContext, job: PendingJob, later: list[Reservation]) -> tuple[object, ...] | None:
-    """The key of a placement attempt around ``later``, or ``None`` when it would fail
-    before placing anything: nothing to go around, fewer GPUs free and claimed than the
-    job needs, or the same attempt already failed since nothing changed."""
-    if not later or ctx.s.state.free_for(job.accel) + ctx.claimed < job.spec.gpus:
+def _attempt(ctx: CycleContext, job: PendingJob,
+             owed: bool) -> tuple[tuple[object, ...], list[Reservation]] | None:
+    """The key of a placement attempt and the reservations it goes around (see
+    :func:`_around`), or ``None`` when it would fail before placing anything: fewer GPUs
+    free and claimed than the job needs (checked first: it is the cheap test), nothing
+    to go around, or the same attempt already failed since nothing changed."""
+    if ctx.s.state.free_for(job.accel) + ctx.claimed < job.spec.gpus:
+        return None
+    later = _around(ctx, job, owed)
+    if not later:
         return None
     tried = (job.spec.gpus, job.accel, job.spec.topology, tuple(map(id, later)))
-    return None if failed_before(ctx, tried) else tried
+    return None if failed_before(ctx, tried) else (tried, later)
 
 
 def backfill_gives_up(ctx: CycleContext, job: PendingJob) -> bool:
     """:func:`try_backfill` would return at once for this job (not owed capacity),
     having done nothing but use up one attempt."""
-    return _attempt(ctx, job, _around(ctx, job, False)) is None
+    return _attempt(ctx, job, False) is None
 
 
 def failed_before(ctx: CycleContext, tried: tuple[object, ...]) -> bool:

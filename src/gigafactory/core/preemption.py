@@ -40,8 +40,13 @@ def may_preempt(s: Scheduler) -> bool:
     or the policy reclaims and some tenant has a guarantee or an urgent job waits.
     When False, :func:`reclaim` (called only under a reclaiming policy) returns False
     for every job without doing anything."""
-    return bool(s.reclaiming) or (s.policy.reclaim and (
-        s.tree.guaranteed or s.queue.has_class(PriorityClass.URGENT)))
+    return bool(s.reclaiming) or reclaim_possible(s)
+
+
+def reclaim_possible(s: Scheduler) -> bool:
+    """The policy reclaims and something could be owed or is urgent: some tenant has a
+    guarantee, or an urgent job waits."""
+    return s.policy.reclaim and (s.tree.guaranteed or s.queue.has_class(PriorityClass.URGENT))
 
 
 def owed(ctx: CycleContext, job: PendingJob) -> bool:

@@ -250,4 +250,3 @@ class Scheduler:
         from gigafactory.core.invariants import check
 
         check(self)
-

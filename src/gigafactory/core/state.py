@@ -40,7 +40,6 @@ class ClusterState:
         self.block_whole: IntArray = np.bincount(f.node_block).astype(np.int64)
         # wholly free nodes in service, per accelerator type (plain ints, kept with block_whole)
         self._whole_of: list[int] = np.bincount(f.node_accel, minlength=len(f.accel_names)).tolist()
-        self._whole_total = f.n_nodes
         self.accel_free: IntArray = np.bincount(
             f.node_accel, weights=f.node_gpus, minlength=len(f.accel_names)
         ).astype(np.int64)
@@ -127,7 +126,7 @@ class ClusterState:
 
     def whole_nodes(self, accel: int | None) -> int:
         """Wholly free nodes in service (of one accelerator type, or of any)."""
-        return self._whole_total if accel is None else self._whole_of[accel]
+        return sum(self._whole_of) if accel is None else self._whole_of[accel]
 
     def best_partial_node(self, need: int, accel: int | None) -> int:
         """The partly used node with the fewest free GPUs ≥ ``need`` (lowest index on ties).
@@ -206,7 +205,6 @@ class ClusterState:
         np.add.at(self.block_whole, f.node_block[nodes], whole)
         for a, d in zip(f.node_accel[nodes].tolist(), whole.tolist(), strict=True):
             self._whole_of[a] += d
-            self._whole_total += d
         partial = (new > 0) & (new < caps)
         for n, k in zip(nodes[partial].tolist(), new[partial].tolist(), strict=True):
             heapq.heappush(self._heaps[k], n)
@@ -231,7 +229,6 @@ class ClusterState:
                 w = 1 if after == c else -1
                 self.block_whole[blk[n]] += w
                 self._whole_of[acc[n]] += w
-                self._whole_total += w
             if 0 < after < c:
                 heapq.heappush(self._heaps[after], n)
 
@@ -285,7 +282,7 @@ class ClusterState:
         if not np.array_equal(whole.astype(np.int64), self.block_whole):
             raise AssertionError("whole-node counts per block drifted")
         per_accel = np.bincount(f.block_accel, weights=self.block_whole, minlength=len(f.accel_names))
-        if per_accel.astype(np.int64).tolist() != self._whole_of or self._whole_total != sum(self._whole_of):
+        if per_accel.astype(np.int64).tolist() != self._whole_of:
             raise AssertionError("whole-node counts per accelerator type drifted")
         if int(free.sum()) != self._free_total:
             raise AssertionError("total free count drifted")

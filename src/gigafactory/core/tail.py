@@ -57,7 +57,7 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
     if p.backfill and ctx.claimed > 0:
         backfills = (gpus <= ctx.claimed) & (ctx.now + q.runtime[rest] <= ctx.latest_reservation)
         masks.append(backfills)
-    if p.reclaim and ctx.reclaim_left > 0 and (int(PriorityClass.URGENT) in q.classes() or ctx.s.tree.guaranteed):
+    if ctx.reclaim_left > 0 and preemption.reclaim_possible(ctx.s):
         reclaims = (q.prio[rest] == int(PriorityClass.URGENT)) | (gpus <= preemption.headroom(ctx)[q.tenant[rest]])
         masks.append(reclaims)
     if p.reserve and q.classes() - ctx.reserved_classes:
