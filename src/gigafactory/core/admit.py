@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gigafactory.core import preemption
-from gigafactory.core.decisions import PendingStatus, StartJob
+from gigafactory.core.decisions import StartJob
 from gigafactory.core.facility import IntArray
 from gigafactory.core.jobs import PriorityClass, RunningJob, TopologyWish
 from gigafactory.core.placement import place
@@ -77,13 +77,12 @@ def idle(s: Scheduler, ctx: CycleContext | None = None) -> bool:
 def admit(ctx: CycleContext, job: PendingJob) -> None:
     """Start the job if it fits; otherwise reclaim, reserve or record why it waits."""
     if ctx.stop is not None:
-        ctx.blocked.append((job, f"behind job {ctx.stop} (strict first-come first-served)"))
+        ctx.wait(job, f"behind job {ctx.stop} (strict first-come first-served)", status=False)
         return
     limit = over_limit(ctx, job) if ctx.s.tree.limited else None
     if limit:
-        at = None if "lend limits" in limit else limit_lifted_at(ctx, job)
-        ctx.status[job.spec.id] = PendingStatus(job.spec.id, at, limit)
-        ctx.blocked.append((job, limit))
+        if ctx.explain:
+            ctx.wait(job, limit, None if "lend limits" in limit else limit_lifted_at(ctx, job))
         return
     alloc = try_place(ctx, job)
     if alloc is not None:
@@ -102,11 +101,12 @@ def admit(ctx: CycleContext, job: PendingJob) -> None:
         len(ctx.reservations) < ctx.depth or int(job.spec.priority) not in ctx.reserved_classes
     )
     if ctx.policy.strict or wants_reservation:
-        reserve(ctx, job, why_waiting(ctx, job) if ctx.s.config.explain else "")
+        reserve(ctx, job, why_waiting(ctx, job) if ctx.explain else "")
         if ctx.policy.strict:
             ctx.stop = job.spec.id
         return
-    ctx.blocked.append((job, why_waiting(ctx, job) if ctx.s.config.explain else ""))
+    if ctx.explain:
+        ctx.wait(job, why_waiting(ctx, job), status=False)
 
 
 def over_limit(ctx: CycleContext, job: PendingJob) -> str | None:
@@ -273,13 +273,13 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
     spec = job.spec
     planned = ctx.plan(job)
     if planned is None:
-        ctx.status[spec.id] = PendingStatus(spec.id, None, reason + "; no feasible start while nodes are down")
-        ctx.blocked.append((job, reason))
+        ctx.wait(job, reason + "; no feasible start while nodes are down")
         return
     t, nodes, counts = planned
     st = s.state
-    borrowing = tuple(a for a in s.tree.path[job.tenant]
-                      if s.used[a] + spec.gpus > ctx.ent[a] + 1e-6) if ctx.policy.reclaim else ()
+    # whom it would take above their entitlement: read by owed backfill and the decisions
+    borrowing = tuple(a for a in s.tree.path[job.tenant] if s.used[a] + spec.gpus > ctx.ent[a] + 1e-6) if (
+        ctx.policy.reclaim and (ctx.reclaimable or ctx.explain)) else ()
     first = int(nodes[0])
     accel = int(s.facility.node_accel[first])
     if nodes.shape[0] == 1:  # one node: the same, on scalars
@@ -303,8 +303,7 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
     ctx.reservations.append(res)
     ctx.latest_reservation = max(ctx.latest_reservation, t)
     ctx.reserved_classes.add(int(spec.priority))
-    ctx.status[spec.id] = PendingStatus(spec.id, t, reason)
-    ctx.blocked.append((job, reason))
+    ctx.wait(job, reason, t)
 
 
 def why_waiting(ctx: CycleContext, job: PendingJob) -> str:

@@ -91,7 +91,17 @@ class CycleContext:
     backfill_failed: dict[tuple[object, ...], int] = field(default_factory=dict)  # → state version
     settled: bool = False  # nothing more can start or be preempted (see :func:`admit.idle`)
     reclaimable: bool = True  # preemption.may_preempt() at the snapshot (it cannot turn true later)
+    explain: bool = True  # the scheduler's config.explain (set by snapshot())
     _avail: FloatArray | None = None
+
+    def wait(self, job: PendingJob, reason: str, at: float | None = None, status: bool = True) -> None:
+        """``job`` waits. A cycle that explains itself keeps the reason for
+        :func:`estimate` and, with ``status``, the expected start ``at`` for the
+        decisions; a cycle that does not keeps nothing (nothing would read it)."""
+        if self.explain:
+            if status:
+                self.status[job.spec.id] = PendingStatus(job.spec.id, at, reason)
+            self.blocked.append((job, reason))
 
     def avail(self) -> FloatArray:
         """When each node is expected to be wholly free: ``-inf`` when free, ``inf`` when
@@ -117,7 +127,7 @@ class CycleContext:
 def snapshot(s: Scheduler, now: float) -> CycleContext:
     """Fix the inputs of this cycle: time, policy, and GPUs already being reclaimed."""
     ctx = CycleContext(s, now, s.policy, reclaim_left=s.config.reclaim_attempts,
-                       reclaimable=preemption.may_preempt(s))
+                       reclaimable=preemption.may_preempt(s), explain=s.config.explain)
     s.plans.rotate()
     s.failed_placements.rotate()
     if not ctx.reclaimable:
@@ -171,7 +181,7 @@ def saturated(ctx: CycleContext) -> bool:
 def estimate(ctx: CycleContext) -> None:
     """Fluid start estimates for waiting jobs without a reservation, in queue order."""
     s, q, status = ctx.s, ctx.s.queue, ctx.status
-    if not s.config.explain:
+    if not ctx.explain:
         return
     todo = [(j, r) for j, r in ctx.blocked if j.spec.id not in status]
     slots = np.array([j.slot for j, _ in todo], dtype=np.int64)
@@ -206,11 +216,15 @@ def estimate(ctx: CycleContext) -> None:
 
 
 def decide(ctx: CycleContext) -> Decisions:
-    """Release this cycle's claims and package the decisions."""
+    """Release this cycle's claims and package the decisions: only the starts and
+    preemptions when the cycle need not explain itself."""
     s = ctx.s
     for r in ctx.reservations:
         if r.claimed:
             s.state._apply(r.claim_nodes, r.claim_counts)
+    stats = _stats(s, len(ctx.starts), len(ctx.preemptions), len(ctx.reservations))
+    if not ctx.explain:
+        return Decisions(now=ctx.now, starts=tuple(ctx.starts), preemptions=tuple(ctx.preemptions), stats=stats)
     return Decisions(
         now=ctx.now,
         starts=tuple(ctx.starts),
@@ -220,8 +234,8 @@ def decide(ctx: CycleContext) -> Decisions:
             for r in ctx.reservations
         ),
         pending=tuple(ctx.status.values()),
-        entitlements=_rounded(s, ctx.ent.tolist()) if s.config.explain else {},
-        stats=_stats(s, len(ctx.starts), len(ctx.preemptions), len(ctx.reservations)),
+        entitlements=_rounded(s, ctx.ent.tolist()),
+        stats=stats,
     )
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gigafactory.core.decisions import PendingStatus, PreemptJob
+from gigafactory.core.decisions import PreemptJob
 from gigafactory.core.jobs import PriorityClass
 from gigafactory.core.placement import place
 
@@ -97,8 +97,7 @@ def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
             gpus = sum(s.running[v].spec.gpus for v in alive)
             eta = ctx.now + s.config.preemption_grace
             reason = f"waiting for {gpus} GPUs being reclaimed from {len(alive)} preempted job(s)"
-            ctx.status[spec.id] = PendingStatus(spec.id, eta, reason)
-            ctx.blocked.append((job, reason))
+            ctx.wait(job, reason, eta)
             return True
         del s.reclaiming[spec.id]
     if ctx.reclaim_left <= 0:
@@ -135,8 +134,7 @@ def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
     gpus = sum(rj.spec.gpus for rj in picked)
     who = ", ".join(sorted(set(names)))
     reason = f"reclaiming {gpus} GPUs from {who} (preempting {len(picked)} job(s))"
-    ctx.status[spec.id] = PendingStatus(spec.id, ctx.now + s.config.preemption_grace, reason)
-    ctx.blocked.append((job, reason))
+    ctx.wait(job, reason, ctx.now + s.config.preemption_grace)
     return True
 
 

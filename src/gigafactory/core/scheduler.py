@@ -42,12 +42,11 @@ class SchedulerConfig:
     - ``preemption_grace``: seconds a victim is assumed to need to stop;
     - ``max_victims``: most jobs preempted for one job in one cycle;
     - ``reclaim_attempts``: most jobs that may try preemption in one cycle;
-    - ``explain``: give every pending job an estimated start and a reason. The twin
-      turns it off for speed; then only jobs the cycle looked at one by one (starts,
-      reservations, reclaims, limits) get a status, entitlements are not reported,
-      and a cycle stops as soon as nothing more can start or be preempted (its starts
-      and preemptions are the full cycle's; its reservations are those made up to
-      that point).
+    - ``explain``: report every reservation, give every pending job an estimated
+      start and a reason, and report entitlements. The twin turns it off for speed;
+      then a cycle reports only its starts and preemptions (and its stats), keeps no
+      reasons, and stops as soon as nothing more can start or be preempted. Its starts
+      and preemptions are exactly those of the explaining cycle.
     """
 
     reservation_depth: int = 4
