@@ -34,7 +34,7 @@ _NONE: IntArray = np.zeros(0, dtype=np.int64)  # no nodes
 _NONE.flags.writeable = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Reservation:
     """A blocked job's earliest start on ``nodes``, and the GPUs of those nodes it
     claims for the rest of the cycle (free now, so no later job takes them)."""
@@ -271,17 +271,17 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
     """Plan the earliest start and claim the free GPUs of its nodes for this cycle."""
     s = ctx.s
     spec = job.spec
-    planned = ctx.plan(job)
+    st = s.state
+    planned = s.plans.plan(st, ctx.avail(), spec.gpus, job.accel, spec.topology, ctx.now)
     if planned is None:
         ctx.wait(job, reason + "; no feasible start while nodes are down")
         return
     t, nodes, counts = planned
-    st = s.state
     # whom it would take above their entitlement: read by owed backfill and the decisions
     borrowing = tuple(a for a in s.tree.path[job.tenant] if s.used[a] + spec.gpus > ctx.ent[a] + 1e-6) if (
         ctx.policy.reclaim and (ctx.reclaimable or ctx.explain)) else ()
     first = int(nodes[0])
-    accel = int(s.facility.node_accel[first])
+    accel = st.accel_of(first)
     if nodes.shape[0] == 1:  # one node: the same, on scalars
         take = min(int(st.node_free[first]), int(counts[0]))
         claim_nodes, claim = (nodes, np.array([take], dtype=np.int64)) if take > 0 else (_NONE, _NONE)
@@ -301,7 +301,8 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
         st._apply(claim_nodes, -claim)
         _claimed(ctx, accel, res.claimed)
     ctx.reservations.append(res)
-    ctx.latest_reservation = max(ctx.latest_reservation, t)
+    if t > ctx.latest_reservation:
+        ctx.latest_reservation = t
     ctx.reserved_classes.add(int(spec.priority))
     ctx.wait(job, reason, t)
 

@@ -88,6 +88,10 @@ class ClusterState:
     def free_for(self, accel: int | None) -> int:
         return self._free_total if accel is None else int(self.accel_free[accel])
 
+    def accel_of(self, node: int) -> int:
+        """The accelerator type of a node."""
+        return self._acc[node]
+
     def node_size_for(self, accel: int | None) -> int:
         """Largest node of this accelerator type (any type for ``None``)."""
         return self.max_node_gpus if accel is None else self.max_node_gpus_of[accel]
@@ -157,12 +161,14 @@ class ClusterState:
     # ------------------------------------------------------------------ updates
     def allocate(self, nodes: IntArray, counts: IntArray, busy_until: float) -> None:
         """Take ``counts[i]`` GPUs on ``nodes[i]`` (nodes unique)."""
-        self._apply(nodes, -counts)
-        if nodes.shape[0] == 1:
+        if nodes.shape[0] == 1:  # the usual one-node job, without array temporaries
             n = int(nodes[0])
+            self._apply_few([n], [-int(counts[0])])
+            self.version += 1
             if busy_until > self.node_busy_until[n]:
                 self.node_busy_until[n] = busy_until
         else:
+            self._apply(nodes, -counts)
             np.maximum.at(self.node_busy_until, nodes, busy_until)
 
     def release(self, nodes: IntArray, counts: IntArray) -> None:
