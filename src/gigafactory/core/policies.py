@@ -70,15 +70,21 @@ def _gigafactory_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> n
             r, last = r + 1, keys[t]
         rank[t] = r
     # one key per tenant and class (the queue's tclass code), then one lookup per job
-    table = (np.asarray(rank, dtype=np.int64)[:, None] - np.arange(N_CLASSES) * len(keys)).ravel()
-    group: np.ndarray = _small(table, len(keys) * N_CLASSES)[q.tclass[slots]]
+    n = len(keys)
+    table = np.array([t - c * n for t in rank for c in range(N_CLASSES)],
+                     dtype=np.int16 if n * N_CLASSES <= _RADIX else np.int64)
+    group: np.ndarray = table[q.tclass[slots]]
     return group
 
 
+#: Integer keys known to lie in ``(-_RADIX, _RADIX)`` are kept as int16: NumPy's stable
+#: sort is a radix sort for 16-bit integers (the same order, 2-4x faster).
+_RADIX = 1 << 15
+
+
 def _small(keys: np.ndarray, bound: int) -> np.ndarray:
-    """Integer keys known to lie in ``(-bound, bound)``, as int16 when that fits: NumPy's
-    stable sort is a radix sort for 16-bit integers (the same order, 2-4x faster)."""
-    return keys.astype(np.int16) if bound <= 1 << 15 else keys
+    """Integer keys known to lie in ``(-bound, bound)``, as int16 when that fits."""
+    return keys.astype(np.int16) if bound <= _RADIX else keys
 
 
 def las_queue(attained_gpu_seconds: np.ndarray, thresholds: Sequence[float] = LAS_THRESHOLDS) -> np.ndarray:
