@@ -173,14 +173,16 @@ class ClusterState:
 
     def release(self, nodes: IntArray, counts: IntArray) -> None:
         """Give back GPUs taken by :meth:`allocate` (held instead, on a down node)."""
-        self._apply(nodes, counts)
         if nodes.shape[0] == 1:  # the usual one-node job, without array temporaries
             n = int(nodes[0])
-            if self.node_free[n] == self.facility.node_gpus[n]:
+            self._apply_few([n], [int(counts[0])])
+            self.version += 1
+            if self.node_free[n] == self._cap[n]:
                 self.node_busy_until[n] = NEG_INF
             if not self.node_up[n]:
                 self._hold(nodes)
             return
+        self._apply(nodes, counts)
         whole = self.node_free[nodes] == self.facility.node_gpus[nodes]
         self.node_busy_until[nodes[whole]] = NEG_INF
         down = ~self.node_up[nodes]
