@@ -45,7 +45,9 @@ class Reservation:
     counts: IntArray
     claim_nodes: IntArray
     claim_counts: IntArray
-    borrowing: tuple[int, ...] = ()  # tenants it would take above their entitlement
+    # tenants it would take above their entitlement; computed only where something reads
+    # it (owed backfill, or the decisions' ``firm``), else left empty
+    borrowing: tuple[int, ...] = ()
     accel: int = 0  # the accelerator type of its nodes
     claimed: int = 0  # GPUs it claims now (the sum of claim_counts)
 
@@ -62,8 +64,8 @@ def idle(s: Scheduler, ctx: CycleContext | None = None) -> bool:
 
     Checked before a cycle and, within it (``ctx``), after every start: within a cycle
     free GPUs only shrink and claims only move them around, so once this holds no
-    later step can start a job. Such a cycle returns the reservations made so far; its
-    starts and preemptions are exactly those of the full cycle."""
+    later step can start a job. Such a cycle stops there; its starts and preemptions
+    are exactly those of the full cycle."""
     if s.config.explain or ((ctx is None or ctx.reclaimable) and preemption.may_preempt(s)):
         return False
     q, st = s.queue, s.state

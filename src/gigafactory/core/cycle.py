@@ -91,8 +91,11 @@ class CycleContext:
     backfill_failed: dict[tuple[object, ...], int] = field(default_factory=dict)  # → state version
     settled: bool = False  # nothing more can start or be preempted (see :func:`admit.idle`)
     reclaimable: bool = True  # preemption.may_preempt() at the snapshot (it cannot turn true later)
-    explain: bool = True  # the scheduler's config.explain (set by snapshot())
+    explain: bool = field(init=False)  # the scheduler's config.explain
     _avail: FloatArray | None = None
+
+    def __post_init__(self) -> None:
+        self.explain = self.s.config.explain
 
     def wait(self, job: PendingJob, reason: str, at: float | None = None, status: bool = True) -> None:
         """``job`` waits. A cycle that explains itself keeps the reason for
@@ -127,7 +130,7 @@ class CycleContext:
 def snapshot(s: Scheduler, now: float) -> CycleContext:
     """Fix the inputs of this cycle: time, policy, and GPUs already being reclaimed."""
     ctx = CycleContext(s, now, s.policy, reclaim_left=s.config.reclaim_attempts,
-                       reclaimable=preemption.may_preempt(s), explain=s.config.explain)
+                       reclaimable=preemption.may_preempt(s))
     s.plans.rotate()
     s.failed_placements.rotate()
     if not ctx.reclaimable:
@@ -148,7 +151,7 @@ def entitle(ctx: CycleContext) -> None:
     """Entitlements from demand (running + pending), and fair-share factors from usage."""
     s = ctx.s
     tree = s.tree
-    if not (ctx.policy.shares or s.config.explain):
+    if not (ctx.policy.shares or ctx.explain):
         return  # nothing in this cycle reads them
     demand = (s.used + s.pending_gpus).tolist()
     ctx.ent = np.array(shares.entitlements_of(tree, float(s.state.up_gpus), demand))

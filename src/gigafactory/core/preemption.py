@@ -87,7 +87,8 @@ def headroom(ctx: CycleContext) -> np.ndarray:
 
 
 def reclaim(ctx: CycleContext, job: PendingJob) -> bool:
-    """Try to make room for ``job`` by preemption. True when the job's status is set."""
+    """Try to make room for ``job`` by preemption. True when the job waits for GPUs
+    being reclaimed (its status is set when the cycle explains itself)."""
     s = ctx.s
     spec = job.spec
     waiting = s.reclaiming.get(spec.id)

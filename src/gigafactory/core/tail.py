@@ -36,7 +36,7 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
     """Admit the tail jobs that something can help (see the module); the others wait."""
     p, q = ctx.policy, ctx.s.queue
     if ctx.stop is not None:
-        if ctx.s.config.explain:
+        if ctx.explain:
             ctx.tail = (rest, [f"behind job {ctx.stop} (strict first-come first-served)"] * rest.shape[0])
         return
     n = rest.shape[0]
@@ -74,7 +74,7 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
             admit_fitting(ctx, rest, look, gpus[look], next(iter(queued)), admitted)
         elif look.shape[0]:
             admit_tail(ctx, Tail.of(ctx, rest, look, fits, backfills, reclaims, heads), admitted)
-    if ctx.s.config.explain:
+    if ctx.explain:
         waiting = rest[~admitted]
         ctx.tail = (waiting, steps.bulk_reasons(ctx, waiting))
 
@@ -240,7 +240,7 @@ def _futile_backfill_is_a_no_op(ctx: CycleContext) -> bool:
     failed for its size, reclaim cannot act (no guarantees, no urgent job, nothing
     reclaiming), and every priority class has its reservation."""
     s, p = ctx.s, ctx.policy
-    return not (s.config.explain or s.tree.limited or preemption.may_preempt(s)
+    return not (ctx.explain or s.tree.limited or preemption.may_preempt(s)
                 or (p.reserve and not s.queue.classes() <= ctx.reserved_classes))
 
 
