@@ -253,3 +253,43 @@ def test_kube_default_skips_what_does_not_fit() -> None:
     d = s.cycle(5)
     assert started(d) == ["small"]  # no head-of-line blocking, no reservation
     assert d.reservations == () and d.preemptions == ()
+
+
+def _owed_beside_a_borrower(explain: bool, firm_behind: bool) -> Decisions:
+    """One 4-GPU node. Partner B's job x holds 2 GPUs until t=1000; A has a guarantee of
+    4, so B is above its entitlement and the urgent r (B, 4 GPUs) gets a *borrowing*
+    reservation at 1000 that claims the 2 free GPUs. Optionally f (A, 4 GPUs) is then
+    planned behind r on the same node (firm, at 1100; it claims nothing: r took the
+    free GPUs). o (A, 2 GPUs, 1,500 s) is owed capacity and would end after both."""
+    tree = a_tree().partner("A", 4).partner("B").project("a", "A", 4).project("b", "B")
+    s = Scheduler(a_facility().nodes(1).gpus_per_node(4).per_block(1).build(), tree.build(), "gigafactory",
+                  SchedulerConfig(explain=explain, reclaim_attempts=0))
+    s.submit(a_job("x", "b").gpus(2).runs(1000).build())
+    assert started(s.cycle(0)) == ["x"]
+    jobs = [a_job("r", "b").gpus(4).runs(100).urgent().at(1)]
+    if firm_behind:
+        jobs.append(a_job("f", "a").gpus(4).runs(100).at(1))
+    jobs.append(a_job("o", "a").gpus(2).runs(1500).at(2))
+    for j in jobs:
+        s.submit(j.build(), now=1)
+    return s.cycle(2)
+
+
+@pytest.mark.parametrize("explain", [True, False])
+def test_a_job_owed_capacity_may_use_a_borrowing_reservations_claim(explain: bool) -> None:
+    d = _owed_beside_a_borrower(explain, firm_behind=False)
+    assert started(d) == ["o"]
+    assert d.starts[0].reason == ("within its entitlement, ahead of the reservation of job r, "
+                                  "which would borrow")
+    if explain:
+        assert [(r.job_id, r.start_time, r.firm) for r in d.reservations] == [("r", 1000.0, False)]
+
+
+@pytest.mark.parametrize("explain", [True, False])
+def test_it_may_not_when_a_firm_reservation_waits_behind_the_borrower_on_those_nodes(explain: bool) -> None:
+    # Using r's claim would hold 2 GPUs of the node until 1502, past f's start at 1100.
+    d = _owed_beside_a_borrower(explain, firm_behind=True)
+    assert started(d) == []
+    if explain:
+        assert [(r.job_id, r.start_time, r.firm) for r in d.reservations] == [
+            ("r", 1000.0, False), ("f", 1100.0, True), ("o", 1200.0, True)]

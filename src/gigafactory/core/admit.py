@@ -197,6 +197,8 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
         ctx.backfill_failed[tried] = st.version
         return None
     st._apply(alloc[0], alloc[1])
+    if owed:  # it may outlive a borrower's start: later owed jobs must leave room (_delays_stacked)
+        ctx.owed_held.append((alloc[0].tolist(), alloc[1].tolist(), end))
     used = set(alloc[0].tolist())
     hit = next((r for r in later if used.intersection(r.nodes.tolist())), later[0])
     if hit.start >= end:
@@ -207,11 +209,42 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
 
 def _around(ctx: CycleContext, job: PendingJob, owed: bool) -> list[Reservation]:
     """Reservations whose claimed GPUs the job may use: those that start after it is
-    expected to end, and, for a job ``owed`` capacity, those of borrowing jobs."""
+    expected to end, and, for a job ``owed`` capacity, those of borrowing jobs, unless
+    that could delay a reservation stacked behind one (see :func:`_delays_stacked`)."""
     end = ctx.now + job.spec.expected_runtime
+    if not owed:
+        return [r for r in ctx.reservations if r.claimed and r.start >= end]
     mine = ctx.s.tree.path[job.tenant]
-    return [r for r in ctx.reservations if r.claimed and (
-        r.start >= end or (owed and any(a not in mine for a in r.borrowing)))]
+    res = ctx.reservations
+    yields = [r.start >= end or any(a not in mine for a in r.borrowing) for r in res]
+    return [r for i, r in enumerate(res) if r.claimed and yields[i]
+            and (r.start >= end or not _delays_stacked(ctx, job, i, yields))]
+
+
+def _delays_stacked(ctx: CycleContext, job: PendingJob, i: int, yields: list[bool]) -> bool:
+    """Could the job, using the claim of borrowing reservation ``i`` past its start,
+    delay a reservation that does not yield to it? Only one planned after ``i`` on a node
+    ``i`` claims, that claimed less than it needs there, is exposed: it waits for ``i``
+    on that node and counts on the GPUs ``i`` holds (the free GPUs were taken before it
+    was planned). Jobs that started earlier are gone by its start; what may remain are
+    this job (at most its size on the node) and jobs owed capacity that went around a
+    borrower earlier in the cycle. It is safe when those leave it room."""
+    res, st = ctx.reservations, ctx.s.state
+    claimed = set(res[i].claim_nodes.tolist())
+    for k in range(i + 1, len(res)):
+        r2 = res[k]
+        if yields[k]:
+            continue
+        own = dict(zip(r2.claim_nodes.tolist(), r2.claim_counts.tolist(), strict=True))
+        for n, need in zip(r2.nodes.tolist(), r2.counts.tolist(), strict=True):
+            if n not in claimed or own.get(n, 0) >= need:
+                continue
+            cap = st.node_capacity(n)
+            held = sum(c for nodes, counts, e in ctx.owed_held if e > r2.start
+                       for m, c in zip(nodes, counts, strict=True) if m == n)
+            if min(job.spec.gpus, cap) + held > cap - need:
+                return True
+    return False
 
 
 def _attempt(ctx: CycleContext, job: PendingJob,

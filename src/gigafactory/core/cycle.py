@@ -89,6 +89,8 @@ class CycleContext:
     ends_under: dict[int, tuple[FloatArray, IntArray]] = field(default_factory=dict)
     reclaim_failed: dict[tuple[object, ...], int] = field(default_factory=dict)
     backfill_failed: dict[tuple[object, ...], int] = field(default_factory=dict)  # → state version
+    # jobs owed capacity that backfilled this cycle: (nodes, counts, expected end)
+    owed_held: list[tuple[list[int], list[int], float]] = field(default_factory=list)
     settled: bool = False  # nothing more can start or be preempted (see :func:`admit.idle`)
     reclaimable: bool = True  # preemption.may_preempt() at the snapshot (it cannot turn true later)
     explain: bool = field(init=False)  # the scheduler's config.explain

@@ -88,6 +88,10 @@ class ClusterState:
     def free_for(self, accel: int | None) -> int:
         return self._free_total if accel is None else int(self.accel_free[accel])
 
+    def node_capacity(self, node: int) -> int:
+        """GPUs of a node."""
+        return self._cap[node]
+
     def accel_of(self, node: int) -> int:
         """The accelerator type of a node."""
         return self._acc[node]
