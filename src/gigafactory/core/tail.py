@@ -56,7 +56,10 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
         masks.append(fits)
     if p.backfill and ctx.claimed > 0:
         backfills = (gpus <= ctx.claimed) & (ctx.now + q.runtime[rest] <= ctx.latest_reservation)
-        masks.append(backfills)
+        if backfills.any():  # else no job qualifies by backfill, now or later in the scan
+            masks.append(backfills)
+        else:
+            backfills = None
     if ctx.reclaim_left > 0 and preemption.reclaim_possible(ctx.s):
         reclaims = (q.prio[rest] == int(PriorityClass.URGENT)) | (gpus <= preemption.headroom(ctx)[q.tenant[rest]])
         masks.append(reclaims)
