@@ -307,7 +307,7 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
     s = ctx.s
     spec = job.spec
     st = s.state
-    planned = s.plans.plan(st, ctx.avail(), spec.gpus, job.accel, spec.topology, ctx.now)
+    planned = ctx.plan(job)
     if planned is None:
         ctx.wait(job, reason + "; no feasible start while nodes are down")
         return
