@@ -264,3 +264,32 @@ def test_a_failed_backfill_attempt_leaves_free_counts_claims_and_version_as_they
     assert s.state.node_free.tolist() == free.tolist() and ctx.claimed == 2
     assert [(r.claim_nodes.tolist(), r.claim_counts.tolist()) for r in ctx.reservations] == claims
     assert admit.failed_before(ctx, (2, None, TopologyWish.ANY, (id(ctx.reservations[0]),)))
+
+
+@pytest.mark.parametrize("explain", [True, False])
+def test_a_queue_of_one_tenant_is_ordered_without_entitlements_when_nothing_else_reads_them(explain: bool) -> None:
+    from gigafactory.core.cycle import entitle, order, snapshot
+
+    f = a_facility().nodes(1).gpus_per_node(4).build()
+    s = Scheduler(f, a_tree().project("a").project("b").build(), "gigafactory", SchedulerConfig(explain=explain))
+    s.submit(a_job("x", "a").gpus(4).runs(100).build())
+    assert [d.job_id for d in s.cycle(0).starts] == ["x"]
+    for name, t, low in (("p1", 1, True), ("n1", 2, False), ("p2", 3, True), ("n2", 4, False)):
+        job = a_job(name, "a").gpus(2).runs(50).at(t)
+        s.submit((job.preemptible() if low else job).build(), now=t)
+    ctx = snapshot(s, 5.0)
+    entitle(ctx)
+    assert ctx.ent.shape[0] == (len(s.tree) if explain else 0)  # only explanations read them
+    assert [s.queue.ids[i] for i in order(ctx).tolist()] == ["n1", "n2", "p1", "p2"]  # class, then age
+    s.submit(a_job("b1", "b").gpus(2).runs(50).at(6).build(), now=6)
+    ctx = snapshot(s, 6.0)
+    entitle(ctx)
+    assert ctx.ent.shape[0] == len(s.tree)  # two tenants: the order ranks them
+
+
+def test_the_queue_counters_are_checked_against_its_rows() -> None:
+    s = _two_backfills(explain=False)
+    s.check_invariants()
+    s.queue._tenants[99] = 1
+    with pytest.raises(AssertionError, match="tenant counts drifted"):
+        s.check_invariants()

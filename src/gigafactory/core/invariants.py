@@ -44,7 +44,10 @@ def check(s: Scheduler) -> None:
     if over.any():
         i = int(np.flatnonzero(over)[0])
         raise InvariantError(f"tenant {s.tree.names[i]} holds {int(used[i])} GPUs above its cap")
+    if int(s.queue.alive.sum()) != len(s.pending):
+        raise InvariantError("the queue and the pending jobs disagree")
     try:
         s.state.check()
+        s.queue.check()
     except AssertionError as exc:
         raise InvariantError(str(exc)) from None

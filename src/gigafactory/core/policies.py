@@ -61,16 +61,17 @@ def _gigafactory_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> n
     # Priority class first; within a class, tenants below their entitlement go before
     # tenants at or above it (as Kueue admits nominal quota before borrowing), then by
     # fair share. Tenants are ranked once per cycle (equal keys share a rank).
-    used, ent, fs = ctx.s.used.tolist(), ctx.ent.tolist(), ctx.fair_share.tolist()
-    keys = [(u >= e - 1e-6, -f) for u, e, f in zip(used, ent, fs, strict=True)]
-    rank = [0] * len(keys)
-    r, last = -1, None
-    for t in sorted(range(len(keys)), key=keys.__getitem__):
-        if keys[t] != last:
-            r, last = r + 1, keys[t]
-        rank[t] = r
+    n = len(ctx.s.tree)
+    rank = [0] * n  # one tenant in the queue (entitle() left them out): no ranking needed
+    if ctx.ent.shape[0]:
+        used, ent, fs = ctx.s.used.tolist(), ctx.ent.tolist(), ctx.fair_share.tolist()
+        keys = [(u >= e - 1e-6, -f) for u, e, f in zip(used, ent, fs, strict=True)]
+        r, last = -1, None
+        for t in sorted(range(n), key=keys.__getitem__):
+            if keys[t] != last:
+                r, last = r + 1, keys[t]
+            rank[t] = r
     # one key per tenant and class (the queue's tclass code), then one lookup per job
-    n = len(keys)
     table = np.array([t - c * n for t in rank for c in range(N_CLASSES)],
                      dtype=np.int16 if n * N_CLASSES <= _RADIX else np.int64)
     group: np.ndarray = table[q.tclass[slots]]

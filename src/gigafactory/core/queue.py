@@ -60,6 +60,7 @@ class PendingTable:
         # that no queued job could fit, or that every class is present)
         self._sizes: dict[tuple[int, int], dict[int, int]] = {}
         self._classes: dict[int, int] = {}
+        self._tenants: dict[int, int] = {}  # pending jobs per tenant
         self._smallest: dict[tuple[int, int], int] | None = None  # cached smallest()
         self._class_set: frozenset[int] = frozenset()  # cached classes()
 
@@ -117,6 +118,7 @@ class PendingTable:
         sizes[spec.gpus] = have + 1
         if not have:
             self._smallest = None
+        self._tenants[job.tenant] = self._tenants.get(job.tenant, 0) + 1
         c = int(spec.priority)
         n = self._classes.get(c, 0)
         self._classes[c] = n + 1
@@ -134,6 +136,11 @@ class PendingTable:
             self._smallest = None
             if not sizes:
                 del self._sizes[shape]
+        left = self._tenants[job.tenant] - 1
+        if left:
+            self._tenants[job.tenant] = left
+        else:
+            del self._tenants[job.tenant]
         c = int(job.spec.priority)
         self._classes[c] -= 1
         if not self._classes[c]:
@@ -182,9 +189,28 @@ class PendingTable:
         """Priority classes with pending jobs."""
         return self._class_set
 
+    def tenant_count(self) -> int:
+        """Tenants with pending jobs."""
+        return len(self._tenants)
+
     def has_class(self, c: int) -> bool:
         """Some pending job is in priority class ``c``."""
         return c in self._classes
+
+    def check(self) -> None:
+        """Recompute the per-shape sizes and the per-class and per-tenant counts from the
+        live rows and compare (for invariant checks)."""
+        sizes: dict[tuple[int, int], dict[int, int]] = {}
+        classes: dict[int, int] = {}
+        tenants: dict[int, int] = {}
+        for i in np.flatnonzero(self.alive).tolist():
+            job = self.job(i)
+            of = sizes.setdefault((int(self.accel[i]), int(self.topo[i])), {})
+            of[job.spec.gpus] = of.get(job.spec.gpus, 0) + 1
+            classes[int(job.spec.priority)] = classes.get(int(job.spec.priority), 0) + 1
+            tenants[job.tenant] = tenants.get(job.tenant, 0) + 1
+        if sizes != self._sizes or classes != self._classes or tenants != self._tenants:
+            raise AssertionError("the queue's size, class or tenant counts drifted")
 
     def job(self, slot: int) -> PendingJob:
         j = self.jobs[slot]
