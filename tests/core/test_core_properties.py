@@ -101,12 +101,13 @@ def check_cycle(s: Scheduler, d: Decisions) -> None:
         assert len(set(nodes)) == len(nodes)
     assert {p.job_id for p in d.pending} == set(s.pending), "every pending job has a status"
     for r in d.reservations:
-        if not r.firm:
-            continue  # a borrowing reservation yields to tenants claiming their entitlement
+        # A borrowing reservation yields to other tenants claiming their entitlement,
+        # never to its own project's jobs: check it against those alone.
+        own = None if r.firm else s.pending[r.job_id].spec.project
         for node, need in r.placement.nodes:
             busy_then = sum(
                 int(c)
-                for rj in s.running.values()
+                for rj in s.running.values() if own is None or rj.spec.project == own
                 for n, c in zip(rj.nodes.tolist(), rj.counts.tolist(), strict=True)
                 if n == node and rj.expected_end > r.start_time + 1e-9
             )
