@@ -155,7 +155,7 @@ def entitle(ctx: CycleContext) -> None:
     tree = s.tree
     if not (ctx.policy.shares or ctx.explain):
         return  # nothing in this cycle reads them
-    if not (ctx.explain or ctx.reclaimable) and s.queue.tenant_count() < 2:
+    if ctx.policy.ranks_tenants and not (ctx.explain or ctx.reclaimable) and s.queue.tenant_count() < 2:
         return  # only the order would read them, and one tenant needs no ranking
     demand = (s.used + s.pending_gpus).tolist()
     ctx.ent = np.array(shares.entitlements_of(tree, float(s.state.up_gpus), demand))

@@ -38,7 +38,10 @@ class Policy:
     - ``reclaim``: preempt borrowers for owners under their guarantee, and
       ``preemptible`` jobs for ``urgent`` ones;
     - ``shares``: the order or the reclaim reads entitlements and fair share (others
-      only compute them when the cycle explains itself).
+      only compute them when the cycle explains itself);
+    - ``ranks_tenants``: the order reads them only to rank tenants against each other,
+      so a queue of one tenant's jobs needs none (a cycle that neither explains itself
+      nor can reclaim then skips them).
 
     The order is by ``group`` (one key per queued job, smaller first; ``None``: one
     group), then by arrival: submit time, then the arrival sequence number, so it is
@@ -54,6 +57,7 @@ class Policy:
     backfill: bool = True
     reclaim: bool = False
     shares: bool = False
+    ranks_tenants: bool = False
 
 
 # Group keys: one array over the given queue slots, smaller first; ties go by arrival.
@@ -141,6 +145,7 @@ GIGAFACTORY = Policy(
     _gigafactory_group,
     reclaim=True,
     shares=True,
+    ranks_tenants=True,
 )
 
 KUBE_DEFAULT = Policy(
