@@ -23,6 +23,7 @@ from gigafactory.core.decisions import StartJob
 from gigafactory.core.facility import IntArray
 from gigafactory.core.jobs import PriorityClass, RunningJob, TopologyWish
 from gigafactory.core.placement import place
+from gigafactory.core.state import raise_to
 
 if TYPE_CHECKING:
     from gigafactory.core.cycle import CycleContext
@@ -239,7 +240,7 @@ def _delays_stacked(ctx: CycleContext, job: PendingJob, i: int, yields: list[boo
         for n, need in zip(r2.nodes.tolist(), r2.counts.tolist(), strict=True):
             if n not in claimed or own.get(n, 0) >= need:
                 continue
-            cap = st.node_capacity(n)
+            cap = int(st.facility.node_gpus[n])
             held = sum(c for nodes, counts, e in ctx.owed_held if e > r2.start
                        for m, c in zip(nodes, counts, strict=True) if m == n)
             if min(job.spec.gpus, cap) + held > cap - need:
@@ -290,14 +291,8 @@ def start(ctx: CycleContext, job: PendingJob, alloc: Alloc, reason: str) -> None
     s.remove_pending(job.spec.id)
     rj = RunningJob(job.spec, job.tenant, nodes, counts, ctx.now, None, job.attained_service)
     s._start(rj)
-    av = ctx._avail
-    if av is not None:
-        if nodes.shape[0] == 1:
-            n = int(nodes[0])
-            if rj.expected_end > av[n]:
-                av[n] = rj.expected_end
-        else:
-            av[nodes] = np.maximum(av[nodes], rj.expected_end)
+    if ctx._avail is not None:
+        raise_to(ctx._avail, nodes, rj.expected_end)
     ctx.starts.append(StartJob(job.spec.id, rj.placement, reason))
     ctx.settled = idle(s, ctx)
 

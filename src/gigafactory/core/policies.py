@@ -66,8 +66,8 @@ def _gigafactory_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> n
     # tenants at or above it (as Kueue admits nominal quota before borrowing), then by
     # fair share. Tenants are ranked once per cycle (equal keys share a rank).
     n = len(ctx.s.tree)
-    rank = [0] * n  # one tenant in the queue (entitle() left them out): no ranking needed
-    if ctx.ent.shape[0]:
+    rank = [0] * n  # one tenant in the queue: any rank orders its jobs alike
+    if q.tenant_count() > 1:
         used, ent, fs = ctx.s.used.tolist(), ctx.ent.tolist(), ctx.fair_share.tolist()
         keys = [(u >= e - 1e-6, -f) for u, e, f in zip(used, ent, fs, strict=True)]
         r, last = -1, None

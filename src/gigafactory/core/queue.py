@@ -113,44 +113,29 @@ class PendingTable:
         self.attained[i] = job.attained_service
         self.since[i] = job.pending_since
         self._added.append(i)
-        sizes = self._sizes.setdefault((int(self.accel[i]), int(self.topo[i])), {})
-        have = sizes.get(spec.gpus, 0)
-        sizes[spec.gpus] = have + 1
-        if not have:
-            self._smallest = None
-        self._tenants[job.tenant] = self._tenants.get(job.tenant, 0) + 1
-        c = int(spec.priority)
-        n = self._classes.get(c, 0)
-        self._classes[c] = n + 1
-        if not n:
-            self._class_set = frozenset(self._classes)
+        self._count(job, (int(self.accel[i]), int(self.topo[i])), 1)
 
     def remove(self, job: PendingJob) -> None:
         i = job.slot
-        shape = (int(self.accel[i]), int(self.topo[i]))
-        sizes = self._sizes[shape]
-        g = job.spec.gpus
-        sizes[g] -= 1
-        if not sizes[g]:
-            del sizes[g]
-            self._smallest = None
-            if not sizes:
-                del self._sizes[shape]
-        left = self._tenants[job.tenant] - 1
-        if left:
-            self._tenants[job.tenant] = left
-        else:
-            del self._tenants[job.tenant]
-        c = int(job.spec.priority)
-        self._classes[c] -= 1
-        if not self._classes[c]:
-            del self._classes[c]
-            self._class_set = frozenset(self._classes)
+        self._count(job, (int(self.accel[i]), int(self.topo[i])), -1)
         self.jobs[i] = None
         self.alive[i] = False
         self._free.append(i)
         self._gone.append(i)
         job.slot = -1
+
+    def _count(self, job: PendingJob, shape: tuple[int, int], delta: int) -> None:
+        """Add ``delta`` to the job's size (per shape), class and tenant counts; a size
+        or class that appears or disappears drops the cached :meth:`smallest` or
+        :meth:`classes`."""
+        sizes = self._sizes.setdefault(shape, {})
+        if _bump(sizes, job.spec.gpus, delta):
+            self._smallest = None
+            if not sizes:
+                del self._sizes[shape]
+        if _bump(self._classes, int(job.spec.priority), delta):
+            self._class_set = frozenset(self._classes)
+        _bump(self._tenants, job.tenant, delta)
 
     def slots(self) -> IntArray:
         """Live slots, in arrival order: submit time, then sequence number.
@@ -217,3 +202,14 @@ class PendingTable:
         if j is None:
             raise KeyError(f"slot {slot} is empty")
         return j
+
+
+def _bump(counts: dict[int, int], key: int, delta: int) -> bool:
+    """Add ``delta`` to ``counts[key]``, dropping a count that reaches zero; True when
+    the key appeared or disappeared."""
+    n = counts.get(key, 0) + delta
+    if n:
+        counts[key] = n
+    else:
+        del counts[key]
+    return n == delta or not n

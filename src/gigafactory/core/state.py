@@ -19,11 +19,24 @@ from __future__ import annotations
 import heapq
 
 import numpy as np
+import numpy.typing as npt
 
 from gigafactory.core.facility import Facility, IntArray
 
+FloatArray = npt.NDArray[np.float64]
+
 NEG_INF = -np.inf
 _FEW = 8  # up to this many nodes, an update is a loop of scalar updates
+
+
+def raise_to(times: FloatArray, nodes: IntArray, t: float) -> None:
+    """``times[nodes] = max(times[nodes], t)`` for distinct nodes (a scalar update for one)."""
+    if nodes.shape[0] == 1:
+        n = int(nodes[0])
+        if t > times[n]:
+            times[n] = t
+    else:
+        times[nodes] = np.maximum(times[nodes], t)
 
 
 class ClusterState:
@@ -87,10 +100,6 @@ class ClusterState:
 
     def free_for(self, accel: int | None) -> int:
         return self._free_total if accel is None else int(self.accel_free[accel])
-
-    def node_capacity(self, node: int) -> int:
-        """GPUs of a node."""
-        return self._cap[node]
 
     def accel_of(self, node: int) -> int:
         """The accelerator type of a node."""
@@ -166,14 +175,11 @@ class ClusterState:
     def allocate(self, nodes: IntArray, counts: IntArray, busy_until: float) -> None:
         """Take ``counts[i]`` GPUs on ``nodes[i]`` (nodes unique)."""
         if nodes.shape[0] == 1:  # the usual one-node job, without array temporaries
-            n = int(nodes[0])
-            self._apply_few([n], [-int(counts[0])])
+            self._apply_few([int(nodes[0])], [-int(counts[0])])
             self.version += 1
-            if busy_until > self.node_busy_until[n]:
-                self.node_busy_until[n] = busy_until
         else:
             self._apply(nodes, -counts)
-            np.maximum.at(self.node_busy_until, nodes, busy_until)
+        raise_to(self.node_busy_until, nodes, busy_until)
 
     def release(self, nodes: IntArray, counts: IntArray) -> None:
         """Give back GPUs taken by :meth:`allocate` (held instead, on a down node)."""
