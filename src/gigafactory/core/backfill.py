@@ -19,6 +19,8 @@ ahead of them would drain at full facility capacity.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -101,7 +103,7 @@ def plan(
     best: Plan | None = None
     for s, e, every in state.units(level, accel):
         if state.down:
-            idx = s + np.flatnonzero(state.node_up[s:e])
+            idx = s + state.node_up[s:e].nonzero()[0]
             if idx.shape[0] == 0:
                 continue
             times = avail[idx]
@@ -109,20 +111,23 @@ def plan(
             idx, times = every, avail[s:e]
         gpn = int(f.node_gpus[s])
         if gpn >= gpus:
-            k = int(np.argmin(times))
+            k = int(times.argmin())
             t = float(times[k])
             nodes, counts = idx[k : k + 1], np.array([gpus], dtype=np.int64)
         else:
             need = -(-gpus // gpn)
             if idx.shape[0] < need:
                 continue
-            t = float(np.partition(times, need - 1)[need - 1])
+            part = times.copy()
+            part.partition(need - 1)
+            t = float(part[need - 1])
             if best is not None and t >= best[0]:
                 continue
             nodes = _fewest_block_pick(f.node_block, idx[times <= t], need)
-            counts = np.full(need, gpn, dtype=np.int64)
-            counts[-1] = gpus - gpn * (need - 1)
-        if np.isfinite(t) and (best is None or t < best[0]):
+            sizes = [gpn] * need
+            sizes[-1] = gpus - gpn * (need - 1)
+            counts = np.array(sizes, dtype=np.int64)
+        if math.isfinite(t) and (best is None or t < best[0]):
             best = (t, nodes, counts)
     if best is None:
         return None
@@ -136,10 +141,10 @@ def _fewest_block_pick(node_block: IntArray, ready: IntArray, need: int) -> IntA
     first = int(blocks.min())
     counts = np.bincount(blocks - first)
     if counts.max() >= need:  # one block holds enough: take them from the fullest one
-        b = first + int(np.argmax(counts))
+        b = first + int(counts.argmax())
         picked: IntArray = ready[blocks == b][:need]
         return picked
-    order = np.argsort(-counts, kind="stable")
+    order = (-counts).argsort(kind="stable")
     taken: list[IntArray] = []
     left = need
     for b in order.tolist():
@@ -148,7 +153,9 @@ def _fewest_block_pick(node_block: IntArray, ready: IntArray, need: int) -> IntA
         left -= these.shape[0]
         if left == 0:
             break
-    return np.sort(np.concatenate(taken)).astype(np.int64)
+    picked = np.concatenate(taken).astype(np.int64)
+    picked.sort()
+    return picked
 
 
 def fluid_estimates(
@@ -165,7 +172,7 @@ def fluid_estimates(
     ``work_ahead[i]``: GPU-seconds queued before job ``i`` (reservations included).
     ``release_times``/``release_gpus``: expected ends of running jobs and their sizes.
     """
-    order = np.argsort(release_times, kind="stable")
+    order = release_times.argsort(kind="stable")
     t_sorted = release_times[order]
     freed = free_now + np.cumsum(release_gpus[order])
     # First release after which at least `gpus` are free in aggregate.

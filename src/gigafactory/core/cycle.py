@@ -176,7 +176,7 @@ def order(ctx: CycleContext) -> IntArray:
         return slots[np.lexsort(keys)]  # stable: ties keep the arrival order
     if group is None:
         return slots
-    return slots[np.argsort(group(ctx, q, slots), kind="stable")]
+    return slots[group(ctx, q, slots).argsort(kind="stable")]
 
 
 def saturated(ctx: CycleContext) -> bool:

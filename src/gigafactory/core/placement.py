@@ -58,13 +58,13 @@ def _single_node(state: ClusterState, gpus: int, accel: int | None) -> Alloc | N
         ok = (state.block_whole > 0) & (f.block_node_gpus >= gpus)
         if accel is not None:
             ok &= f.block_accel == accel
-        blocks = np.flatnonzero(ok)
+        blocks = ok.nonzero()[0]
         if blocks.shape[0] == 0:
             return None
-        b = int(blocks[np.argmin(state.block_whole[blocks])])
+        b = int(blocks[state.block_whole[blocks].argmin()])
         s, e = int(f.block_start[b]), int(f.block_end[b])
         whole = (state.node_free[s:e] == f.node_gpus[s:e]) & state.node_up[s:e]
-        node = s + int(np.argmax(whole))
+        node = s + int(whole.argmax())
     return np.array([node], dtype=np.int64), np.array([gpus], dtype=np.int64)
 
 
@@ -81,7 +81,7 @@ def _within_one(state: ClusterState, level: str, gpus: int, accel: int | None) -
     ok = free >= gpus
     if accel is not None:
         ok &= f.node_accel[start] == accel
-    cand = np.flatnonzero(ok)
+    cand = ok.nonzero()[0]
     if cand.shape[0] == 0:
         return None
     if level == "block":
@@ -90,7 +90,7 @@ def _within_one(state: ClusterState, level: str, gpus: int, accel: int | None) -
         is_whole = ((state.node_free == f.node_gpus) & state.node_up).astype(np.int64)
         whole = np.add.reduceat(is_whole, start)[cand]
     cand = cand[whole >= gpus // f.node_gpus[start[cand]]]
-    order = cand[np.argsort(free[cand], kind="stable")[:_CANDIDATES]]
+    order = cand[free[cand].argsort(kind="stable")[:_CANDIDATES]]
     for u in order.tolist():
         got = _fill_range(state, int(start[u]), int(end[u]), gpus)
         if got is not None:
@@ -106,22 +106,22 @@ def _fill_range(state: ClusterState, s: int, e: int, gpus: int) -> Alloc | None:
     up = state.node_up[s:e]
     gpn = int(cap[0])
     n_whole, rem = divmod(gpus, gpn)
-    whole = np.flatnonzero((free == cap) & up)
+    whole = ((free == cap) & up).nonzero()[0]
     if whole.shape[0] < n_whole:
         return None
     nodes = whole[:n_whole]
     counts = np.full(n_whole, gpn, dtype=np.int64)
     if rem:
-        part = np.flatnonzero((free >= rem) & (free < cap) & up)
+        part = ((free >= rem) & (free < cap) & up).nonzero()[0]
         if part.shape[0]:
-            extra = int(part[np.argmin(free[part])])
+            extra = int(part[free[part].argmin()])
         elif whole.shape[0] > n_whole:
             extra = int(whole[n_whole])
         else:
             return None
         nodes = np.append(nodes, extra)
         counts = np.append(counts, rem)
-    order = np.argsort(nodes)
+    order = nodes.argsort()
     return (nodes[order] + s).astype(np.int64), counts[order]
 
 
@@ -132,12 +132,12 @@ def _fewest_blocks(state: ClusterState, gpus: int, accel: int | None) -> Alloc |
     for p in range(f.n_pools):
         if accel is not None and f.pool_accel(p) != accel:
             continue
-        blocks = np.flatnonzero((f.block_pool == p) & (state.block_whole > 0))
+        blocks = ((f.block_pool == p) & (state.block_whole > 0)).nonzero()[0]
         if blocks.shape[0] == 0:
             continue
         gpn = int(f.node_gpus[f.pool_start[p]])
         need_nodes = -(-gpus // gpn)
-        order = blocks[np.argsort(-state.block_whole[blocks], kind="stable")]
+        order = blocks[(-state.block_whole[blocks]).argsort(kind="stable")]
         k = int(np.searchsorted(np.cumsum(state.block_whole[order]), need_nodes)) + 1
         if k <= order.shape[0] and (best is None or k < best[0]):
             best = (k, p, order[:k].tolist())
@@ -150,7 +150,7 @@ def _fewest_blocks(state: ClusterState, gpus: int, accel: int | None) -> Alloc |
     left = n_whole + (1 if rem else 0)
     for b in chosen:
         s, e = int(f.block_start[b]), int(f.block_end[b])
-        whole = s + np.flatnonzero((state.node_free[s:e] == f.node_gpus[s:e]) & state.node_up[s:e])
+        whole = s + ((state.node_free[s:e] == f.node_gpus[s:e]) & state.node_up[s:e]).nonzero()[0]
         take = whole[:left]
         picked.append(take)
         left -= take.shape[0]
@@ -162,7 +162,7 @@ def _fewest_blocks(state: ClusterState, gpus: int, accel: int | None) -> Alloc |
     counts = np.full(nodes.shape[0], gpn, dtype=np.int64)
     if rem:
         counts[-1] = rem
-    order = np.argsort(nodes)
+    order = nodes.argsort()
     return nodes[order], counts[order]
 
 

@@ -147,7 +147,12 @@ class PendingTable:
         order = self._order
         if self._gone:
             gone = self._gone
-            order = order[order != gone[0]] if len(gone) == 1 else order[~np.isin(order, gone)]
+            if len(gone) == 1:
+                order = order[order != gone[0]]
+            else:  # a mask by slot (np.isin costs ten times more on a short list)
+                dead = np.zeros(self.alive.shape[0], dtype=bool)
+                dead[gone] = True
+                order = order[~dead[order]]
             self._gone = []
         if self._added:
             sub, seq = self.submit, self.seq
@@ -157,7 +162,7 @@ class PendingTable:
                 if not order.shape[0] or (sub[new[0]], seq[new[0]]) > (sub[order[-1]], seq[order[-1]]):
                     order = np.concatenate([order, np.array(new, dtype=np.int64)])
                 else:
-                    live = np.flatnonzero(self.alive)
+                    live = self.alive.nonzero()[0]
                     order = live[np.lexsort((seq[live], sub[live]))]
         self._order = order
         return order
@@ -188,7 +193,7 @@ class PendingTable:
         sizes: dict[tuple[int, int], dict[int, int]] = {}
         classes: dict[int, int] = {}
         tenants: dict[int, int] = {}
-        for i in np.flatnonzero(self.alive).tolist():
+        for i in self.alive.nonzero()[0].tolist():
             job = self.job(i)
             of = sizes.setdefault((int(self.accel[i]), int(self.topo[i])), {})
             of[job.spec.gpus] = of.get(job.spec.gpus, 0) + 1

@@ -67,11 +67,11 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
         prio = q.prio[rest]
         heads = np.zeros(n, dtype=bool)
         for c in sorted(set(prio.tolist()) - ctx.reserved_classes):
-            heads[int(np.argmax(prio == c))] = True
+            heads[int((prio == c).argmax())] = True
         masks.append(heads)
     admitted = np.zeros(n, dtype=bool)
     if masks:
-        look = np.flatnonzero(np.logical_or.reduce(masks)) if len(masks) > 1 else np.flatnonzero(masks[0])
+        look = np.logical_or.reduce(masks).nonzero()[0] if len(masks) > 1 else masks[0].nonzero()[0]
         only_fits = fits is not None and len(masks) == 1 and len(queued) == 1
         if look.shape[0] and only_fits:
             admit_fitting(ctx, rest, look, gpus[look], next(iter(queued)), admitted)
@@ -146,7 +146,7 @@ def admit_fitting(ctx: CycleContext, rest: IntArray, look: IntArray, gpus: IntAr
     while i < n:
         limit = fit_limits(ctx, (shape,))
         epoch = _epoch(ctx)
-        for c in np.flatnonzero(gpus[i:] <= limit[shape]).tolist():
+        for c in (gpus[i:] <= limit[shape]).nonzero()[0].tolist():
             j = i + c
             admitted[look[j]] = True
             steps.admit(ctx, q.job(int(rest[look[j]])))
@@ -186,7 +186,7 @@ def _scan(ctx: CycleContext, t: Tail, i: int, admitted: Mask) -> int:
             futile, ok = bf & ~real & ~other, other | real
         else:
             ok = other | bf
-    cand = np.flatnonzero(ok)
+    cand = ok.nonzero()[0]
     spent = np.cumsum(futile) if futile is not None else None  # futile jobs up to each position
     charged = 0
     epoch = _epoch(ctx)
