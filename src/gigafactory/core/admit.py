@@ -190,7 +190,7 @@ def try_backfill(ctx: CycleContext, job: PendingJob, owed: bool = False) -> tupl
         take = np.minimum(st.node_free[r.claim_nodes], r.claim_counts)
         keep = take > 0
         r.claim_nodes, r.claim_counts = r.claim_nodes[keep], take[keep]
-        r.claimed = int(r.claim_counts.sum())
+        r.claimed = sum(r.claim_counts.tolist())
         st._apply(r.claim_nodes, -r.claim_counts)
         _claimed(ctx, r.accel, r.claimed)
     if alloc is None:  # nothing placed: every claim was taken back whole, as it was
@@ -318,7 +318,7 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
         ctx.avail()[first] = t + spec.expected_runtime
     else:
         free = st.node_free[nodes]
-        if free.any():
+        if np.count_nonzero(free):
             claim = np.minimum(free, counts)
             keep = claim > 0
             claim_nodes, claim = nodes[keep], claim[keep]
@@ -327,7 +327,7 @@ def reserve(ctx: CycleContext, job: PendingJob, reason: str) -> None:
         ctx.avail()[nodes] = t + spec.expected_runtime
     res = Reservation(job, t, nodes, counts, claim_nodes, claim, borrowing, accel)
     if claim.shape[0]:  # else its nodes are busy: it claims nothing now (the usual case)
-        res.claimed = int(claim.sum())
+        res.claimed = sum(claim.tolist())
         st._apply(claim_nodes, -claim)
         _claimed(ctx, accel, res.claimed)
     ctx.reservations.append(res)

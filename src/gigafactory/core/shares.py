@@ -287,7 +287,7 @@ def fair_share_factor(usage_share: FloatArray, share: FloatArray) -> FloatArray:
     1.0 for a tenant that used nothing recently, 0.5 for one that used exactly its
     share, falling towards 0 for heavy users. Higher means scheduled sooner.
     """
-    if share.all():  # the usual case: every share is positive
+    if np.count_nonzero(share) == share.shape[0]:  # the usual case: every share is positive
         ratio = usage_share / share
     else:
         ratio = np.divide(usage_share, share, out=np.full(share.shape, np.inf), where=share > 0)

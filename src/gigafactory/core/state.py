@@ -196,7 +196,7 @@ class ClusterState:
         whole = self.node_free[nodes] == self.facility.node_gpus[nodes]
         self.node_busy_until[nodes[whole]] = NEG_INF
         down = ~self.node_up[nodes]
-        if down.any():
+        if np.count_nonzero(down):
             self._hold(nodes[down])
 
     def _apply(self, nodes: IntArray, delta: IntArray) -> None:

@@ -56,7 +56,7 @@ def wait_tail(ctx: CycleContext, rest: IntArray) -> None:
         masks.append(fits)
     if p.backfill and ctx.claimed > 0:
         backfills = (gpus <= ctx.claimed) & (ctx.now + q.runtime[rest] <= ctx.latest_reservation)
-        if backfills.any():  # else no job qualifies by backfill, now or later in the scan
+        if np.count_nonzero(backfills):  # else no job qualifies by backfill, now or later in the scan
             masks.append(backfills)
         else:
             backfills = None
