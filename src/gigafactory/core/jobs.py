@@ -92,6 +92,9 @@ class JobSpec:
     checkpoint_interval: float | None = None
     min_runtime: float = 0.0
     oracle_runtime: float | None = None
+    #: What the scheduler plans with: the estimate, capped by the walltime limit (derived
+    #: once: the cycle reads it for every job it looks at).
+    expected_runtime: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -106,13 +109,8 @@ class JobSpec:
             raise ValueError(f"job {self.id}: checkpoint_interval must be positive")
         if self.min_runtime < 0:
             raise ValueError(f"job {self.id}: min_runtime must not be negative")
-
-    @property
-    def expected_runtime(self) -> float:
-        """What the scheduler plans with: the estimate, capped by the walltime limit."""
-        if self.runtime_estimate is None:
-            return self.walltime
-        return min(self.runtime_estimate, self.walltime)
+        est = self.walltime if self.runtime_estimate is None else min(self.runtime_estimate, self.walltime)
+        object.__setattr__(self, "expected_runtime", est)
 
 
 @dataclass(frozen=True, slots=True)

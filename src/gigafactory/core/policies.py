@@ -7,6 +7,7 @@ caps) are honoured by all of them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -75,11 +76,20 @@ def _gigafactory_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> n
             if keys[t] != last:
                 r, last = r + 1, keys[t]
             rank[t] = r
-    # one key per tenant and class (the queue's tclass code), then one lookup per job
+    group: np.ndarray = _group_table(tuple(rank))[q.tclass[slots]]
+    return group
+
+
+@functools.lru_cache(maxsize=256)
+def _group_table(rank: tuple[int, ...]) -> np.ndarray:
+    """The default order's key of every tenant-class code (the queue's ``tclass``) for
+    these tenant ranks: one key per tenant and class, looked up once per job. A pure
+    function, memoised (tenant ranks seldom change from cycle to cycle); read-only."""
+    n = len(rank)
     table = np.array([t - c * n for t in rank for c in range(N_CLASSES)],
                      dtype=np.int16 if n * N_CLASSES <= _RADIX else np.int64)
-    group: np.ndarray = table[q.tclass[slots]]
-    return group
+    table.flags.writeable = False
+    return table
 
 
 #: Integer keys known to lie in ``(-_RADIX, _RADIX)`` are kept as int16: NumPy's stable
