@@ -247,8 +247,7 @@ def decide(ctx: CycleContext) -> Decisions:
 
 
 def _stats(s: Scheduler, started: int, preempted: int, reserved: int) -> CycleStats:
-    return CycleStats(pending=len(s.pending), running=len(s.running), started=started,
-                      preempted=preempted, reserved=reserved, free_gpus=s.state.free_total)
+    return CycleStats(len(s.pending), len(s.running), started, preempted, reserved, s.state.free_total)
 
 
 def _rounded(s: Scheduler, ent: list[float]) -> dict[str, float]:

@@ -8,9 +8,11 @@ from typing import NamedTuple
 from gigafactory.core.jobs import Placement
 
 
-@dataclass(frozen=True, slots=True)
-class StartJob:
-    """Start ``job_id`` now on ``placement``. ``reason`` says why it could go now."""
+class StartJob(NamedTuple):
+    """Start ``job_id`` now on ``placement``. ``reason`` says why it could go now.
+
+    (A named tuple, like :class:`PendingStatus` and :class:`CycleStats`: immutable, and
+    cheap to build, which matters for records made in every cycle.)"""
 
     job_id: str
     placement: Placement
@@ -57,8 +59,9 @@ class PendingStatus(NamedTuple):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class CycleStats:
+class CycleStats(NamedTuple):
+    """Counts of one cycle: queue and running jobs after it, what it decided, free GPUs."""
+
     pending: int = 0
     running: int = 0
     started: int = 0
