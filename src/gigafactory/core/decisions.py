@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import NamedTuple
 
 from gigafactory.core.jobs import Placement
@@ -70,17 +72,22 @@ class CycleStats(NamedTuple):
     free_gpus: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Decisions:
-    """Everything one cycle decided at time ``now``. Lists are in a deterministic order."""
+_NO_ENTITLEMENTS: Mapping[str, float] = MappingProxyType({})
+
+
+class Decisions(NamedTuple):
+    """Everything one cycle decided at time ``now``. Lists are in a deterministic order.
+
+    A named tuple: immutable (``entitlements`` is a read-only mapping when a cycle does
+    not explain itself), and built in every cycle."""
 
     now: float
     starts: tuple[StartJob, ...] = ()
     preemptions: tuple[PreemptJob, ...] = ()
     reservations: tuple[ReserveJob, ...] = ()
     pending: tuple[PendingStatus, ...] = ()
-    entitlements: dict[str, float] = field(default_factory=dict)
-    stats: CycleStats = field(default_factory=CycleStats)
+    entitlements: Mapping[str, float] = _NO_ENTITLEMENTS
+    stats: CycleStats = CycleStats()
 
     def describe(self) -> list[str]:
         """Human-readable lines, used by the demo and by logs."""
