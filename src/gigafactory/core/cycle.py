@@ -114,7 +114,7 @@ class CycleContext:
         the cycle)."""
         if self._avail is None:
             st = self.s.state
-            self._avail = np.where(st.node_up, st.node_busy_until, np.inf)
+            self._avail = np.where(st.node_up, st.node_busy_until, np.inf) if st.down else st.node_busy_until.copy()
         return self._avail
 
     def plan(self, job: PendingJob) -> backfill.Plan | None:
