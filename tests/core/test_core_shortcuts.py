@@ -293,3 +293,20 @@ def test_the_queue_counters_are_checked_against_its_rows() -> None:
     s.queue._tenants[99] = 1
     with pytest.raises(AssertionError, match="tenant counts drifted"):
         s.check_invariants()
+
+
+def test_usage_accrues_on_the_projects_gpus_and_that_counter_is_checked() -> None:
+    f = a_facility().nodes(1).gpus_per_node(4).build()
+    s = Scheduler(f, a_tree().project("a").project("b").build(), "gigafactory",
+                  SchedulerConfig(explain=False, usage_half_life=float("inf")))
+    s.submit(a_job("x", "a").gpus(3).runs(100).build())
+    assert [d.job_id for d in s.cycle(0).starts] == ["x"]
+    s.cycle(10.0)
+    assert s.usage == {"a": 30.0, "b": 0.0}  # 3 GPUs for 10 s, nothing for b
+    s.job_ended("x", 20.0)
+    s.cycle(30.0)
+    assert s.usage == {"a": 60.0, "b": 0.0}  # nothing accrues once it ended
+    s.check_invariants()
+    s._leaf_used[1] += 1
+    with pytest.raises(AssertionError, match="per-project GPUs held"):
+        s.check_invariants()

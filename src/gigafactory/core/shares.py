@@ -245,8 +245,8 @@ def entitlements_of(tree: ShareTree, capacity: float, demand: list[float]) -> li
     for i in tree.bounded:  # nodes with a cap or children, last first
         want[i] = min(want[i], cap[i])
         if not leaf[i]:
-            want[i] = min(want[i], sum(want[c] for c in children[i]))
-    want[0] = sum(want[c] for c in children[0])
+            want[i] = min(want[i], sum([want[c] for c in children[i]]))
+    want[0] = sum([want[c] for c in children[0]])
     ent = [0.0] * n
     ent[0] = min(float(capacity), want[0])
     guarantee, lend = tree.guarantee_l, tree.lend_l
