@@ -174,7 +174,7 @@ def fluid_estimates(
     """
     order = release_times.argsort(kind="stable")
     t_sorted = release_times[order]
-    freed = free_now + np.cumsum(release_gpus[order])
+    freed = free_now + release_gpus[order].cumsum()
     # First release after which at least `gpus` are free in aggregate.
     pos = np.searchsorted(freed, gpus, side="left")
     if t_sorted.shape[0]:

@@ -138,7 +138,7 @@ def _fewest_blocks(state: ClusterState, gpus: int, accel: int | None) -> Alloc |
         gpn = int(f.node_gpus[f.pool_start[p]])
         need_nodes = -(-gpus // gpn)
         order = blocks[(-state.block_whole[blocks]).argsort(kind="stable")]
-        k = int(np.searchsorted(np.cumsum(state.block_whole[order]), need_nodes)) + 1
+        k = int(state.block_whole[order].cumsum().searchsorted(need_nodes)) + 1
         if k <= order.shape[0] and (best is None or k < best[0]):
             best = (k, p, order[:k].tolist())
     if best is None:

@@ -187,14 +187,14 @@ def _scan(ctx: CycleContext, t: Tail, i: int, admitted: Mask) -> int:
         else:
             ok = other | bf
     cand = ok.nonzero()[0]
-    spent = np.cumsum(futile) if futile is not None else None  # futile jobs up to each position
+    spent = futile.cumsum() if futile is not None else None  # futile jobs up to each position
     charged = 0
     epoch = _epoch(ctx)
     for c, oth in zip(cand.tolist(), other[cand].tolist(), strict=True):
         if spent is not None:
             due = int(spent[c]) - charged
             if due >= ctx.backfill_left:  # the budget runs out on a futile job: rescan after it
-                at = int(np.searchsorted(spent, charged + ctx.backfill_left))
+                at = int(spent.searchsorted(charged + ctx.backfill_left))
                 ctx.backfill_left = 0
                 return i + at + 1
             ctx.backfill_left -= due
