@@ -7,8 +7,18 @@ import math
 import numpy as np
 import pytest
 from builders import a_tree
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gigafactory.core.shares import ShareTree, TenantSpec, decay, entitlements, fair_share_factor
+from gigafactory.core.shares import (
+    ShareTree,
+    TenantSpec,
+    _fill_equal,
+    _water_fill,
+    decay,
+    entitlements,
+    fair_share_factor,
+)
 
 
 def ent(tree: ShareTree, capacity: float, **demand: float) -> dict[str, float]:
@@ -114,3 +124,23 @@ def test_decay_halves_per_half_life() -> None:
 def test_fair_share_factor() -> None:
     f = fair_share_factor(np.array([0.0, 0.25, 0.5]), np.array([0.25, 0.25, 0.25]))
     assert f.tolist() == [1.0, 0.5, 0.25]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(0, 1e6, allow_nan=False),
+    st.lists(st.one_of(st.integers(0, 5000).map(float), st.floats(0, 5000, allow_nan=False)), max_size=20),
+)
+def test_the_equal_weight_fill_is_the_general_fill_bit_for_bit(amount: float, demand: list[float]) -> None:
+    # The flat, unguaranteed, equal-weight tree takes a shorter path; it must give the
+    # very same floats as the general water-fill (ranks compare entitlements exactly).
+    general = _water_fill(amount, [0.0] * len(demand), demand, [1.0] * len(demand))
+    assert _fill_equal(amount, demand) == general
+    assert sum(general) <= max(amount, 0.0) * (1 + 1e-9) + 1e-9 and all(
+        0.0 <= a <= d * (1 + 1e-12) + 1e-12 for a, d in zip(general, demand, strict=True))
+
+
+def test_a_flat_equal_weight_tree_fills_evenly_up_to_demand() -> None:
+    tree = a_tree().partner("a").partner("b").partner("c").build()
+    ent = entitlements(tree, 10.0, np.array([0.0, 2.0, 6.0, 9.0]))
+    assert ent.tolist() == [10.0, 2.0, 4.0, 4.0]  # a saturates at 2; b and c split the rest
