@@ -65,14 +65,15 @@ class Policy:
 def _gigafactory_group(ctx: CycleContext, q: PendingTable, slots: IntArray) -> np.ndarray:
     # Priority class first; within a class, tenants below their entitlement go before
     # tenants at or above it (as Kueue admits nominal quota before borrowing), then by
-    # fair share. Tenants are ranked once per cycle (equal keys share a rank).
+    # fair share. The tenants with queued jobs are ranked once per cycle (equal keys
+    # share a rank; the others' rank is never looked up).
     n = len(ctx.s.tree)
     rank = [0] * n  # one tenant in the queue: any rank orders its jobs alike
     if q.tenant_count() > 1:
         used, ent, fs = ctx.s.used.tolist(), ctx.ent.tolist(), ctx.fair_share.tolist()
-        keys = [(u >= e - 1e-6, -f) for u, e, f in zip(used, ent, fs, strict=True)]
+        keys = {t: (used[t] >= ent[t] - 1e-6, -fs[t]) for t in q.tenants()}
         r, last = -1, None
-        for t in sorted(range(n), key=keys.__getitem__):
+        for t in sorted(keys, key=keys.__getitem__):
             if keys[t] != last:
                 r, last = r + 1, keys[t]
             rank[t] = r

@@ -183,6 +183,10 @@ class PendingTable:
         """Tenants with pending jobs."""
         return len(self._tenants)
 
+    def tenants(self) -> list[int]:
+        """The tenants with pending jobs (in no particular order)."""
+        return list(self._tenants)
+
     def has_class(self, c: int) -> bool:
         """Some pending job is in priority class ``c``."""
         return c in self._classes
