@@ -156,7 +156,11 @@ class PendingTable:
             self._gone = []
         if self._added:
             sub, seq = self.submit, self.seq
-            new = sorted({i for i in self._added if self.alive[i]}, key=lambda i: (sub[i], seq[i]))
+            added = self._added
+            if len(added) == 1:  # the usual case: one job since the last call
+                new = added if self.alive[added[0]] else []
+            else:
+                new = sorted({i for i in added if self.alive[i]}, key=lambda i: (sub[i], seq[i]))
             self._added = []
             if new:
                 if not order.shape[0] or (sub[new[0]], seq[new[0]]) > (sub[order[-1]], seq[order[-1]]):
