@@ -87,7 +87,7 @@ class Scheduler:
         self.used = np.zeros(n)  # GPUs held, per tree node (rolled up)
         self.pending_gpus = np.zeros(n)  # GPUs asked by pending jobs, per project
         self._usage = np.zeros(n)  # decayed GPU-seconds, per project
-        self._leaf_used = np.zeros(n)  # GPUs held, per project only (usage accrues on these)
+        self._leaf = self.tree.is_leaf.astype(np.float64)  # 1.0 for projects, else 0.0
         self.now = now
         self.reclaiming: dict[str, tuple[str, ...]] = {}
         self._max_gang: dict[tuple[int | None, str], int] = {}
@@ -172,7 +172,6 @@ class Scheduler:
         self.running[rj.spec.id] = rj
         for a in self.tree.path[rj.tenant]:
             self.used[a] += rj.spec.gpus
-        self._leaf_used[rj.tenant] += rj.spec.gpus
 
     def job_ended(self, job_id: str, now: float) -> RunningJob:
         """A running job stopped (completed, failed, cancelled, or preempted): free its GPUs."""
@@ -183,7 +182,6 @@ class Scheduler:
         self.state.release(rj.nodes, rj.counts)
         for a in self.tree.path[rj.tenant]:
             self.used[a] -= rj.spec.gpus
-        self._leaf_used[rj.tenant] -= rj.spec.gpus
         return rj
 
     def checkpointed(self, job_id: str, now: float) -> None:
@@ -216,14 +214,15 @@ class Scheduler:
         if dt <= 0:
             return
         h = self.config.usage_half_life
+        leaf_used = self.used * self._leaf
         if math.isinf(h) or h <= 0:
-            gained = self._leaf_used * dt
-        else:  # usage * k + leaf_used * (h / ln 2) * (1 - k)
+            leaf_used *= dt
+        else:  # usage * k + leaf_used * (h / ln 2) * (1 - k), in place
             k = 0.5 ** (dt / h)
             self._usage *= k
-            gained = self._leaf_used * (h / math.log(2))
-            gained *= 1.0 - k
-        self._usage += gained
+            leaf_used *= h / math.log(2)
+            leaf_used *= 1.0 - k
+        self._usage += leaf_used
         self.now = now
 
     @property

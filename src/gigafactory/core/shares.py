@@ -132,8 +132,6 @@ class ShareTree:
                                                     for p in self.parents}
         self.unguaranteed = frozenset(p for p in self.parents
                                       if not any(self.guarantee_l[c] > 0 for c in self.children[p]))
-        #: parents whose children all weigh 1 (their water-fill needs no weights)
-        self.unit_weights = frozenset(p for p in self.parents if all(w == 1.0 for w in self.kid_weights[p]))
         #: some tenant has a guarantee (else nothing is ever owed, so nothing reclaimed)
         self.guaranteed = bool((self.guarantee > 0).any())
         #: tenants with a finite lend limit (the only ones that keep capacity back)
@@ -219,29 +217,6 @@ def _water_fill(amount: float, lo: Sequence[float], hi: Sequence[float], w: Sequ
     return alloc
 
 
-def _fill_equal(amount: float, hi: list[float]) -> list[float]:
-    """:func:`_water_fill` from bases of 0 with every weight 1 (the usual flat tree),
-    bit for bit: ``h - 0.0``, ``0.0 + x``, ``x / 1.0`` and ``x * 1.0`` are exact, a sum
-    of ``k`` ones is ``k``, and the even share ``left / wsum`` is the same for all."""
-    alloc = [0.0] * len(hi)
-    active = sorted([i for i, h in enumerate(hi) if h > 1e-12], key=hi.__getitem__)
-    left, wsum = amount, float(len(active))
-    for k, i in enumerate(active):
-        if left <= 1e-12 or wsum <= 0:
-            break
-        h = hi[i]
-        if h <= left / wsum:
-            alloc[i] = h
-            left -= h
-            wsum -= 1.0
-        else:  # no one else saturates: an even share of what is left for the rest
-            even = left / wsum
-            for j in active[k:]:
-                alloc[j] = even
-            break
-    return alloc
-
-
 def entitlements(tree: ShareTree, capacity: float, demand: FloatArray) -> FloatArray:
     """Hierarchical max-min entitlement of every node, given per-node demand in GPUs.
 
@@ -280,10 +255,7 @@ def entitlements_of(tree: ShareTree, capacity: float, demand: list[float]) -> li
         amount = ent[p]
         d = [want[c] for c in kids]
         if p in tree.unguaranteed:  # no child has a guarantee: every base is 0, none is kept
-            if p in tree.unit_weights:
-                alloc = _fill_equal(amount, d)
-            else:
-                alloc = _water_fill(amount, [0.0] * len(kids), d, tree.kid_weights[p])
+            alloc = _water_fill(amount, [0.0] * len(kids), d, tree.kid_weights[p])
             for c, a in zip(kids, alloc, strict=True):
                 ent[c] = a
             continue
