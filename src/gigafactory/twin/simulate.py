@@ -357,7 +357,6 @@ class Simulation:
             saved = max(0.0, min(self.ckpt_mark[j], stop) - self.work_start[j])
             self.n_fail[j] += 1
             self._requeue(t, j, FAILED, work, saved)
-        self.sched.node_down(node, t)
         self.node_up[node] = False
         self.up_gpus -= self._node_gpus[node]
         self._outage_row[node] = len(self.o_node)
