@@ -132,9 +132,9 @@ def test_fair_share_factor() -> None:
 )
 def test_an_equal_weight_fill_never_gives_more_than_the_amount_or_the_demand(
         amount: float, demand: list[float]) -> None:
-    general = _water_fill(amount, [0.0] * len(demand), demand, [1.0] * len(demand))
-    assert sum(general) <= max(amount, 0.0) * (1 + 1e-9) + 1e-9 and all(
-        0.0 <= a <= d * (1 + 1e-12) + 1e-12 for a, d in zip(general, demand, strict=True))
+    alloc = _water_fill(amount, [0.0] * len(demand), demand, [1.0] * len(demand))
+    assert sum(alloc) <= max(amount, 0.0) * (1 + 1e-9) + 1e-9 and all(
+        0.0 <= a <= d * (1 + 1e-12) + 1e-12 for a, d in zip(alloc, demand, strict=True))
 
 
 def test_a_flat_equal_weight_tree_fills_evenly_up_to_demand() -> None:

@@ -87,8 +87,7 @@ def _group_table(rank: tuple[int, ...]) -> np.ndarray:
     these tenant ranks: one key per tenant and class, looked up once per job. A pure
     function, memoised (tenant ranks seldom change from cycle to cycle); read-only."""
     n = len(rank)
-    table = np.array([t - c * n for t in rank for c in range(N_CLASSES)],
-                     dtype=np.int16 if n * N_CLASSES <= _RADIX else np.int64)
+    table = _small(np.array([t - c * n for t in rank for c in range(N_CLASSES)], dtype=np.int64), n * N_CLASSES)
     table.flags.writeable = False
     return table
 

@@ -176,7 +176,6 @@ class ClusterState:
         """Take ``counts[i]`` GPUs on ``nodes[i]`` (nodes unique)."""
         if nodes.shape[0] == 1:  # the usual one-node job, without array temporaries
             self._apply_few([int(nodes[0])], [-int(counts[0])])
-            self.version += 1
         else:
             self._apply(nodes, -counts)
         raise_to(self.node_busy_until, nodes, busy_until)
@@ -186,7 +185,6 @@ class ClusterState:
         if nodes.shape[0] == 1:  # the usual one-node job, without array temporaries
             n = int(nodes[0])
             self._apply_few([n], [int(counts[0])])
-            self.version += 1
             if self.node_free[n] == self._cap[n]:
                 self.node_busy_until[n] = NEG_INF
             if not self.node_up[n]:
@@ -204,7 +202,6 @@ class ClusterState:
         an update that would overflow a node raises and changes nothing."""
         if nodes.shape[0] <= _FEW:  # most gangs and claims: scalar updates, no np.add.at
             self._apply_few(nodes.tolist(), delta.tolist())
-            self.version += 1
             return
         f = self.facility
         old = self.node_free[nodes]
@@ -234,6 +231,7 @@ class ClusterState:
         for n, b, d in zip(nodes, before, delta, strict=True):
             if not 0 <= b + d <= cap[n]:
                 raise ValueError(f"node {n}: free count would become {b + d} (capacity {cap[n]})")
+        self.version += 1
         dom, rack, blk, acc = self._dom, self._rack, self._blk, self._acc
         for n, b, d in zip(nodes, before, delta, strict=True):
             after, c = b + d, cap[n]
